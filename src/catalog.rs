@@ -123,11 +123,7 @@ pub enum AltNameError {
     )]
     SingleDomain { product: &'static str },
     #[error("product {product} includes {included} domains in all (the common name and {} alt names), but {requested} alt names were given; the billing's addon code for more domains is not known: set spec.multiDomain.addonCode from your account's order form", included - 1)]
-    TooManyForIncluded {
-        product: &'static str,
-        included: u32,
-        requested: usize,
-    },
+    TooManyForIncluded { product: &'static str, included: u32, requested: usize },
 }
 
 impl Product {
@@ -141,25 +137,17 @@ impl Product {
     /// The `addon_<code>=<count>` pair to send for `alt_names` extra domains, `None` when none is
     /// needed. `user_code` is the code the spec gives for products whose code the reference lacks;
     /// it is used only when the catalog has no code of its own.
-    pub fn addon_for(
-        &self,
-        alt_names: usize,
-        user_code: Option<u32>,
-    ) -> Result<Option<(u32, usize)>, AltNameError> {
+    pub fn addon_for(&self, alt_names: usize, user_code: Option<u32>) -> Result<Option<(u32, usize)>, AltNameError> {
         if alt_names == 0 {
             return Ok(None);
         }
         match (self.multi_domain, user_code) {
             (MultiDomain::Addon { code }, _) => Ok(Some((code, alt_names))),
             (MultiDomain::Included { domains }, _) if alt_names < domains as usize => Ok(None),
-            (MultiDomain::Included { .. } | MultiDomain::No, Some(code)) => {
-                Ok(Some((code, alt_names)))
+            (MultiDomain::Included { .. } | MultiDomain::No, Some(code)) => Ok(Some((code, alt_names))),
+            (MultiDomain::Included { domains }, None) => {
+                Err(AltNameError::TooManyForIncluded { product: self.name, included: domains, requested: alt_names })
             }
-            (MultiDomain::Included { domains }, None) => Err(AltNameError::TooManyForIncluded {
-                product: self.name,
-                included: domains,
-                requested: alt_names,
-            }),
             (MultiDomain::No, None) => Err(AltNameError::SingleDomain { product: self.name }),
         }
     }
@@ -188,16 +176,7 @@ macro_rules! product {
 
 /// The 27 products of the reference, in its order.
 pub static PRODUCTS: [Product; 27] = [
-    product!(
-        "globalsign-ev",
-        "GlobalSign EV SSL",
-        GlobalSign,
-        Ev,
-        wildcard = false,
-        MultiDomain::No,
-        55330,
-        55352
-    ),
+    product!("globalsign-ev", "GlobalSign EV SSL", GlobalSign, Ev, wildcard = false, MultiDomain::No, 55330, 55352),
     product!(
         "globalsign-organizationssl-wildcard",
         "GlobalSign OrganizationSSL WildCard",
@@ -238,36 +217,9 @@ pub static PRODUCTS: [Product; 27] = [
         55326,
         55348
     ),
-    product!(
-        "alphassl-wildcard",
-        "AlphaSSL Wildcard",
-        AlphaSsl,
-        Dv,
-        wildcard = true,
-        MultiDomain::No,
-        55325,
-        55347
-    ),
-    product!(
-        "alphassl",
-        "AlphaSSL",
-        AlphaSsl,
-        Dv,
-        wildcard = false,
-        MultiDomain::No,
-        55324,
-        55346
-    ),
-    product!(
-        "comodo-ev",
-        "Comodo EV SSL certificate",
-        Comodo,
-        Ev,
-        wildcard = false,
-        MultiDomain::No,
-        55153,
-        55153
-    ),
+    product!("alphassl-wildcard", "AlphaSSL Wildcard", AlphaSsl, Dv, wildcard = true, MultiDomain::No, 55325, 55347),
+    product!("alphassl", "AlphaSSL", AlphaSsl, Dv, wildcard = false, MultiDomain::No, 55324, 55346),
+    product!("comodo-ev", "Comodo EV SSL certificate", Comodo, Ev, wildcard = false, MultiDomain::No, 55153, 55153),
     product!(
         "comodo-positivessl-wildcard",
         "Comodo PositiveSSL Wildcard",
@@ -288,16 +240,7 @@ pub static PRODUCTS: [Product; 27] = [
         27648,
         27648
     ),
-    product!(
-        "comodo-positivessl",
-        "Comodo Positive SSL",
-        Comodo,
-        Dv,
-        wildcard = false,
-        MultiDomain::No,
-        3033,
-        3033
-    ),
+    product!("comodo-positivessl", "Comodo Positive SSL", Comodo, Dv, wildcard = false, MultiDomain::No, 3033, 3033),
     product!(
         "comodo-premium-wildcard",
         "Comodo Premium WildCard",
@@ -318,26 +261,8 @@ pub static PRODUCTS: [Product; 27] = [
         2027,
         2027
     ),
-    product!(
-        "comodo-instantssl",
-        "Comodo Instant SSL",
-        Comodo,
-        Ov,
-        wildcard = false,
-        MultiDomain::No,
-        2026,
-        2026
-    ),
-    product!(
-        "comodo-essentialssl",
-        "Comodo Essential SSL",
-        Comodo,
-        Dv,
-        wildcard = false,
-        MultiDomain::No,
-        2025,
-        2025
-    ),
+    product!("comodo-instantssl", "Comodo Instant SSL", Comodo, Ov, wildcard = false, MultiDomain::No, 2026, 2026),
+    product!("comodo-essentialssl", "Comodo Essential SSL", Comodo, Dv, wildcard = false, MultiDomain::No, 2025, 2025),
     product!(
         "digicert-securesite-ev",
         "DigiCert Secure Site with EV",
@@ -378,16 +303,7 @@ pub static PRODUCTS: [Product; 27] = [
         2019,
         2019
     ),
-    product!(
-        "geotrust-dv",
-        "GeoTrust DV SSL",
-        GeoTrust,
-        Dv,
-        wildcard = false,
-        MultiDomain::No,
-        2018,
-        2018
-    ),
+    product!("geotrust-dv", "GeoTrust DV SSL", GeoTrust, Dv, wildcard = false, MultiDomain::No, 2018, 2018),
     product!(
         "thawte-webserver-ev",
         "Thawte SSL Web Server with EV",
@@ -398,26 +314,8 @@ pub static PRODUCTS: [Product; 27] = [
         2015,
         2015
     ),
-    product!(
-        "thawte-wildcard",
-        "Thawte SSL Wildcard",
-        Thawte,
-        Ov,
-        wildcard = true,
-        MultiDomain::No,
-        2014,
-        2014
-    ),
-    product!(
-        "thawte-webserver",
-        "Thawte SSL Web Server",
-        Thawte,
-        Ov,
-        wildcard = false,
-        MultiDomain::No,
-        2012,
-        2012
-    ),
+    product!("thawte-wildcard", "Thawte SSL Wildcard", Thawte, Ov, wildcard = true, MultiDomain::No, 2014, 2014),
+    product!("thawte-webserver", "Thawte SSL Web Server", Thawte, Ov, wildcard = false, MultiDomain::No, 2012, 2012),
     product!(
         "geotrust-truebusinessid-ev",
         "GeoTrust True BusinessID with EV",
@@ -428,36 +326,9 @@ pub static PRODUCTS: [Product; 27] = [
         1032,
         1032
     ),
-    product!(
-        "thawte-ssl123",
-        "Thawte SSL123",
-        Thawte,
-        Dv,
-        wildcard = false,
-        MultiDomain::No,
-        1013,
-        1013
-    ),
-    product!(
-        "rapidssl-wildcard",
-        "RapidSSL Wildcard",
-        RapidSsl,
-        Dv,
-        wildcard = true,
-        MultiDomain::No,
-        1012,
-        1012
-    ),
-    product!(
-        "rapidssl",
-        "RapidSSL",
-        RapidSsl,
-        Dv,
-        wildcard = false,
-        MultiDomain::No,
-        1011,
-        1011
-    ),
+    product!("thawte-ssl123", "Thawte SSL123", Thawte, Dv, wildcard = false, MultiDomain::No, 1013, 1013),
+    product!("rapidssl-wildcard", "RapidSSL Wildcard", RapidSsl, Dv, wildcard = true, MultiDomain::No, 1012, 1012),
+    product!("rapidssl", "RapidSSL", RapidSsl, Dv, wildcard = false, MultiDomain::No, 1011, 1011),
 ];
 
 /// A product found by name or id, and the region an id implies (a name implies none).
@@ -479,19 +350,10 @@ pub fn lookup(name_or_id: &str) -> Option<Lookup> {
                 (false, true) => Some(Region::Foreign),
                 (false, false) => return None,
             };
-            Some(Lookup {
-                product: p,
-                region_of_id,
-            })
+            Some(Lookup { product: p, region_of_id })
         });
     }
-    PRODUCTS
-        .iter()
-        .find(|p| p.name.eq_ignore_ascii_case(wanted))
-        .map(|product| Lookup {
-            product,
-            region_of_id: None,
-        })
+    PRODUCTS.iter().find(|p| p.name.eq_ignore_ascii_case(wanted)).map(|product| Lookup { product, region_of_id: None })
 }
 
 /// Finds the product a price-list id belongs to and the region whose list holds that id.
@@ -510,17 +372,10 @@ pub fn by_pricelist(id: u32) -> Option<(&'static Product, Region)> {
 /// The closest stable names to a mistyped one, for "did you mean" messages.
 pub fn suggestions(wrong: &str) -> Vec<&'static str> {
     let wrong = wrong.to_ascii_lowercase();
-    let mut scored: Vec<(usize, &'static str)> = PRODUCTS
-        .iter()
-        .map(|p| (strsim_distance(&wrong, p.name), p.name))
-        .collect();
+    let mut scored: Vec<(usize, &'static str)> =
+        PRODUCTS.iter().map(|p| (strsim_distance(&wrong, p.name), p.name)).collect();
     scored.sort();
-    scored
-        .into_iter()
-        .take_while(|(d, _)| *d <= 4)
-        .take(3)
-        .map(|(_, n)| n)
-        .collect()
+    scored.into_iter().take_while(|(d, _)| *d <= 4).take(3).map(|(_, n)| n).collect()
 }
 
 /// Levenshtein distance; the catalog is tiny, so the quadratic algorithm is fine.
@@ -557,10 +412,7 @@ mod tests {
         assert_eq!((gs.pricelist_russian, gs.pricelist_foreign), (55326, 55348));
         assert_eq!(gs.pricelist(Region::Foreign), 55348);
         let rapid = lookup("RapidSSL").unwrap().product;
-        assert_eq!(
-            (rapid.pricelist_russian, rapid.pricelist_foreign),
-            (1011, 1011)
-        );
+        assert_eq!((rapid.pricelist_russian, rapid.pricelist_foreign), (1011, 1011));
     }
 
     #[test]
@@ -582,16 +434,10 @@ mod tests {
         assert_eq!(gs.addon_for(0, None), Ok(None));
         let md = lookup("comodo-positivessl-multidomain").unwrap().product;
         assert_eq!(md.addon_for(2, None), Ok(None));
-        assert!(matches!(
-            md.addon_for(3, None),
-            Err(AltNameError::TooManyForIncluded { .. })
-        ));
+        assert!(matches!(md.addon_for(3, None), Err(AltNameError::TooManyForIncluded { .. })));
         assert_eq!(md.addon_for(3, Some(777)), Ok(Some((777, 3))));
         let single = lookup("rapidssl").unwrap().product;
-        assert!(matches!(
-            single.addon_for(1, None),
-            Err(AltNameError::SingleDomain { .. })
-        ));
+        assert!(matches!(single.addon_for(1, None), Err(AltNameError::SingleDomain { .. })));
         assert_eq!(single.addon_for(1, Some(4242)), Ok(Some((4242, 1))));
     }
 

@@ -1,4 +1,6 @@
 //! ispcert: a Kubernetes operator that buys, installs and keeps alive commercial TLS certificates
 //! through the ispmanager billing API (BILLmanager).
 
+pub mod billing;
 pub mod catalog;
+pub mod pki;

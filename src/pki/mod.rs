@@ -1,0 +1,4 @@
+//! Keys, CSRs and certificate chains.
+
+pub mod chain;
+pub mod keys;
