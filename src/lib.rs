@@ -3,4 +3,5 @@
 
 pub mod billing;
 pub mod catalog;
+pub mod crd;
 pub mod pki;

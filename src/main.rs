@@ -1,1 +1,3 @@
-fn main() {}
+fn main() {
+    print!("{}", ispcert::crd::crds_yaml());
+}

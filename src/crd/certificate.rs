@@ -1,0 +1,350 @@
+//! `IspCertificate`: a certificate bought through an issuer's billing account and kept in a Secret.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::issuer::{Contacts, SubjectSpec};
+
+fn default_period() -> u32 {
+    12
+}
+
+/// A DNS name or a wildcard `*.` name, as CEL-checked on `commonName` and `altNames`.
+pub const DNS_NAME_RULE: &str = "self.matches('^(\\\\*\\\\.)?([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\\\.)+[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$')";
+
+/// Which certificate to buy and where to keep it.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[kube(
+    group = "ispcert.dev",
+    version = "v1alpha1",
+    kind = "IspCertificate",
+    namespaced,
+    status = "CertificateStatus",
+    shortname = "ispcert",
+    shortname = "ispcerts",
+    category = "ispcert",
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".spec.secretName"}"#,
+    printcolumn = r#"{"name":"Product","type":"string","jsonPath":".spec.product"}"#,
+    printcolumn = r#"{"name":"Expires","type":"string","format":"date-time","jsonPath":".status.notAfter"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message","priority":1}"#,
+    printcolumn = r#"{"name":"Order","type":"string","jsonPath":".status.orderId","priority":1}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(validation = Rule::new("self.issuerRef == oldSelf.issuerRef").message("issuerRef cannot change: the order belongs to one billing account; create a new IspCertificate instead"))]
+#[x_kube(validation = Rule::new("self.product == oldSelf.product").message("product cannot change: another product is another purchase; create a new IspCertificate instead"))]
+#[x_kube(validation = Rule::new("self.commonName == oldSelf.commonName").message("commonName cannot change: another common name is another purchase; create a new IspCertificate instead"))]
+#[x_kube(validation = Rule::new("has(self.orderId) == has(oldSelf.orderId) && (!has(self.orderId) || self.orderId == oldSelf.orderId)").message("orderId cannot be added, removed or changed after creation"))]
+#[x_kube(validation = Rule::new("!has(self.orderId) || !has(self.privateKey) || self.privateKey.source != 'Billing'").message("adopting an existing order (orderId) needs the key in the cluster: use privateKey.source Cluster or Secret"))]
+#[x_kube(validation = Rule::new("!has(self.approvers) || self.approvers.all(a, a.domain == self.commonName || (has(self.altNames) && a.domain in self.altNames))").message("every approvers[].domain must be the commonName or one of altNames"))]
+#[x_kube(validation = Rule::new("has(self.approverMailbox) || (has(self.approvers) && self.approvers.exists(a, a.domain == self.commonName) && (!has(self.altNames) || self.altNames.all(n, self.approvers.exists(a, a.domain == n))))").message("every name needs an approver: set approverMailbox (e.g. admin) or list each name under approvers"))]
+#[x_kube(validation = Rule::new("!has(self.altNames) || !(self.commonName in self.altNames)").message("altNames must not repeat the commonName"))]
+#[serde(rename_all = "camelCase")]
+pub struct IspCertificateSpec {
+    /// The `IspIssuer` (same namespace) or `ClusterIspIssuer` whose billing account pays.
+    /// Cannot change.
+    pub issuer_ref: IssuerRef,
+
+    /// The product: a catalog name such as `alphassl`, `alphassl-wildcard` or
+    /// `globalsign-domainssl`, or a raw price-list id such as `55324`. `ispcert catalog` lists
+    /// them. Cannot change.
+    #[schemars(length(min = 1, max = 64))]
+    pub product: String,
+
+    /// Subscription period in months: 12 or 24. The certificate itself is valid for at most
+    /// 200 days (CA/Browser Forum), so the operator reissues it for free within the period.
+    #[serde(default = "default_period")]
+    #[x_kube(validation = Rule::new("self == 12 || self == 24").message("period must be 12 or 24 months"))]
+    pub period: u32,
+
+    /// The main domain, for example `www.example.com` or `*.example.com` (wildcard products
+    /// only). Cannot change.
+    #[x_kube(validation = Rule::new("self != ''").message("commonName must not be empty"))]
+    #[x_kube(validation = Rule::new(DNS_NAME_RULE).message("commonName must be a DNS name such as www.example.com or *.example.com"))]
+    #[schemars(length(max = 253))]
+    pub common_name: String,
+
+    /// Additional domains, for multi-domain products only. Changing them reissues the
+    /// certificate for free, up to the number of domains paid for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(n, n.matches('^(\\\\*\\\\.)?([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\\\.)+[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$'))").message("every altNames entry must be a DNS name"))]
+    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "set"))]
+    pub alt_names: Vec<String>,
+
+    /// For multi-domain orders on products whose addon code the catalog does not know.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_domain: Option<MultiDomainSpec>,
+
+    /// Subject fields; each unset field falls back to the issuer's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectSpec>,
+
+    /// Contacts; fall back to the issuer's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contacts: Option<Contacts>,
+
+    /// The approver mailbox used for every name without an entry in `approvers`: one of
+    /// `admin`, `administrator`, `hostmaster`, `postmaster`, `webmaster` (at the name's domain;
+    /// a wildcard `*.example.com` is approved through `example.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approver_mailbox: Option<ApproverMailbox>,
+
+    /// Approver emails for particular names (domain validation by email).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 101))]
+    pub approvers: Vec<Approver>,
+
+    /// How the private key is made and kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PrivateKeySpec>,
+
+    /// Adopt an order already bought (for example in the billing's web panel) by its
+    /// certificate id instead of ordering. Nothing is bought; the operator downloads the
+    /// certificate, and reissues it for free with its own key when needed. Cannot change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,20}$')").message("orderId must be the billing's numeric certificate id"))]
+    pub order_id: Option<String>,
+
+    /// The `kubernetes.io/tls` Secret to write, in this namespace.
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')").message("secretName must be a valid Secret name (lower-case DNS subdomain)"))]
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+
+    /// Labels and annotations copied onto the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
+
+    /// What deleting this resource does. `Retain` (default) keeps the Secret and the order;
+    /// `Delete` also deletes the certificate at the billing (the Secret is kept either way).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+/// Which issuer pays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerRef {
+    /// Name of the issuer.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// `IspIssuer` (default; same namespace) or `ClusterIspIssuer`.
+    #[serde(default)]
+    pub kind: IssuerKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum IssuerKind {
+    #[default]
+    IspIssuer,
+    ClusterIspIssuer,
+}
+
+/// The billing's addon code for extra domains.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MultiDomainSpec {
+    /// The `addon_<code>` of this product in your account's order form. Only needed for
+    /// products whose code the catalog lacks; the catalog's own code wins otherwise.
+    #[schemars(range(min = 1))]
+    pub addon_code: u32,
+}
+
+/// The five mailboxes CAs accept for domain validation by email.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApproverMailbox {
+    Admin,
+    Administrator,
+    Hostmaster,
+    Postmaster,
+    Webmaster,
+}
+
+impl ApproverMailbox {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApproverMailbox::Admin => "admin",
+            ApproverMailbox::Administrator => "administrator",
+            ApproverMailbox::Hostmaster => "hostmaster",
+            ApproverMailbox::Postmaster => "postmaster",
+            ApproverMailbox::Webmaster => "webmaster",
+        }
+    }
+}
+
+/// The approver email of one name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.email.lowerAscii() in ['admin', 'administrator', 'hostmaster', 'postmaster', 'webmaster'].map(m, m + '@' + (self.domain.startsWith('*.') ? self.domain.substring(2) : self.domain).lowerAscii())").message("email must be admin@, administrator@, hostmaster@, postmaster@ or webmaster@ the domain (for *.example.com: @example.com)"))]
+pub struct Approver {
+    /// The name (the commonName or one of altNames) this email approves.
+    #[schemars(length(min = 1, max = 253))]
+    pub domain: String,
+    /// One of admin@, administrator@, hostmaster@, postmaster@ or webmaster@ that domain.
+    #[schemars(length(min = 3, max = 320))]
+    pub email: String,
+}
+
+/// Key settings.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.source == 'Secret' ? has(self.secretRef) : !has(self.secretRef)").message("privateKey.secretRef is required with source Secret and not allowed otherwise"))]
+#[x_kube(validation = Rule::new("!has(self.size) || (self.algorithm == 'ECDSA' ? (self.size == 256 || self.size == 384) : (self.size == 2048 || self.size == 4096))").message("privateKey.size must be 2048 or 4096 for RSA, 256 or 384 for ECDSA"))]
+#[x_kube(validation = Rule::new("self.source != 'Secret' || (!has(self.size) && self.algorithm == 'RSA')").message("privateKey.algorithm and size describe keys the operator makes; leave them unset with source Secret"))]
+pub struct PrivateKeySpec {
+    /// `Cluster` (default): the operator makes the key; it never leaves the cluster.
+    /// `Billing`: the billing makes key and CSR (the reference's flow); the key passes through
+    /// the billing. `Secret`: an existing CSR and key are read from `secretRef`.
+    #[serde(default)]
+    pub source: KeySource,
+    /// `RSA` (default) or `ECDSA`, for keys the operator makes.
+    #[serde(default)]
+    pub algorithm: KeyAlgorithmSpec,
+    /// RSA: 2048 (default) or 4096. ECDSA: 256 (default) or 384.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u32>,
+    /// `Never` (default) keeps the key across reissues; `Always` makes a new key for each
+    /// reissue.
+    #[serde(default)]
+    pub rotation_policy: RotationPolicy,
+    /// With source `Secret`: where the CSR and key are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<CsrSecretRef>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum KeySource {
+    #[default]
+    Cluster,
+    Billing,
+    Secret,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum KeyAlgorithmSpec {
+    #[default]
+    #[serde(rename = "RSA")]
+    Rsa,
+    #[serde(rename = "ECDSA")]
+    Ecdsa,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RotationPolicy {
+    #[default]
+    Never,
+    Always,
+}
+
+/// A Secret in this namespace holding an existing CSR and its private key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CsrSecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key of the PEM CSR. Defaults to `tls.csr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_key: Option<String>,
+    /// Key of the PEM private key. Defaults to `tls.key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_key: Option<String>,
+}
+
+/// Metadata copied onto the Secret.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    /// Labels added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Annotations added to the Secret.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    #[default]
+    Retain,
+    Delete,
+}
+
+/// An order being placed: written before the billing is asked, so that a crash between the
+/// billing charging and the id reaching the status cannot lead to a second order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAttempt {
+    /// When the operator decided to order.
+    pub started_at: Time,
+    /// The `remoteid` sent with the order; the order is looked up by it (or by name and date)
+    /// before any new attempt.
+    pub remote_id: String,
+    /// Set when the billing's answer was lost (timeout, 5xx): the order may exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_unknown: Option<bool>,
+}
+
+/// A free reissue in progress.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReissueState {
+    /// When the reissue was requested.
+    pub requested_at: Time,
+    /// Why: `KeyMismatch`, `NamesChanged`, `Renewal`, `KeyRotation`, `Adopted`.
+    pub reason: String,
+    /// The serial number of the certificate being replaced; a download still showing it means
+    /// the new one is not ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_serial: Option<String>,
+}
+
+/// What the operator knows about the order and the certificate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateStatus {
+    /// `Ready`: the Secret holds a valid certificate for the current spec. `Issuing`: an order or
+    /// reissue is under way.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The generation last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The billing's certificate id of this resource's order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// The billing's state of the order, for example `processing` or `active`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_state: Option<String>,
+    /// Set while an order is being placed (see the operator's README on crash safety).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_attempt: Option<OrderAttempt>,
+    /// Set while a free reissue is under way.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reissue: Option<ReissueState>,
+    /// Start of validity of the stored certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<Time>,
+    /// End of validity of the stored certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Time>,
+    /// Serial number of the stored certificate (hex).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// DNS names of the stored certificate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    /// When the operator will reissue the certificate (two thirds into its lifetime).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<Time>,
+    /// When the last attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<Time>,
+    /// Failed attempts since the last success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_attempts: Option<u32>,
+}
