@@ -3,5 +3,7 @@
 
 pub mod billing;
 pub mod catalog;
+pub mod controller;
 pub mod crd;
 pub mod pki;
+pub mod time;

@@ -136,7 +136,7 @@ pub struct IssuerRef {
     pub kind: IssuerKind,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum IssuerKind {
     #[default]
     IspIssuer,

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,8 +59,8 @@ impl Chain {
 pub struct CertInfo {
     /// Hex, colon-separated, as `openssl x509 -serial` groups it.
     pub serial: String,
-    pub not_before: DateTime<Utc>,
-    pub not_after: DateTime<Utc>,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
     pub common_name: Option<String>,
     /// DNS names of the subjectAltName extension, in order.
     pub dns_names: Vec<String>,
@@ -88,8 +88,8 @@ impl CertInfo {
     }
 }
 
-fn timestamp(t: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp(t, 0).unwrap_or_default()
+fn timestamp(t: i64) -> Timestamp {
+    Timestamp::from_second(t).unwrap_or_default()
 }
 
 fn describe(cert: &X509Certificate<'_>) -> CertInfo {

@@ -1,0 +1,153 @@
+//! Deletion. `Retain` (default): nothing happens at the billing and the Secret stays, so deleting
+//! a manifest never takes a site down; no finalizer is ever added. `Delete`: the finalizer
+//! `ispcert.dev/cleanup` holds the resource until the certificate is deleted at the billing, then
+//! the Secrets go too. When the billing cannot be reached the resource says why, and the
+//! annotation `ispcert.dev/skip-billing-cleanup: "true"` lets the deletion finish without it.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::{FINALIZER, SKIP_CLEANUP_ANNOTATION};
+use crate::billing::BillingError;
+use crate::controller::conditions;
+use crate::controller::context::{Context, Error};
+use crate::controller::reasons as r;
+use crate::controller::secrets::{key_secret_name, managed_for};
+use crate::controller::status;
+use crate::crd::{DeletionPolicy, IspCertificate};
+
+fn has_finalizer(cert: &IspCertificate) -> bool {
+    cert.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+async fn set_finalizer(cert: &IspCertificate, ctx: &Context, present: bool) -> Result<bool, Error> {
+    let api: Api<IspCertificate> = Api::namespaced(ctx.shared.client.clone(), &cert.namespace().unwrap_or_default());
+    let mut list: Vec<String> = cert.finalizers().iter().filter(|f| *f != FINALIZER).cloned().collect();
+    if present {
+        list.push(FINALIZER.to_string());
+    }
+    // The resourceVersion makes this a compare-and-swap: other finalizers are never lost.
+    let patch = serde_json::json!({"metadata": {"finalizers": list, "resourceVersion": cert.resource_version()}});
+    match api.patch(&cert.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Adds the finalizer for `deletionPolicy: Delete` and removes it for `Retain`. Returns an action
+/// when the patch lost a race and the reconcile should start again.
+pub async fn align_finalizer(cert: &IspCertificate, ctx: &Context) -> Result<Option<Action>, Error> {
+    let want = cert.spec.deletion_policy == DeletionPolicy::Delete;
+    if want == has_finalizer(cert) {
+        return Ok(None);
+    }
+    Ok(if set_finalizer(cert, ctx, want).await? { None } else { Some(Action::requeue(Duration::from_millis(200))) })
+}
+
+async fn blocked(cert: &IspCertificate, ctx: &Context, message: String) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    let old = cert.status.clone().unwrap_or_default();
+    let mut new = old.clone();
+    let was = conditions::get(&old.conditions, r::READY).map(|c| c.reason.clone());
+    conditions::set(
+        &mut new.conditions,
+        r::READY,
+        false,
+        r::DELETION_BLOCKED,
+        &message,
+        cert.metadata.generation,
+        Timestamp::now(),
+    );
+    let api: Api<IspCertificate> = Api::namespaced(shared.client.clone(), &cert.namespace().unwrap_or_default());
+    status::write(&api, &cert.name_any(), &old, &new, None).await?;
+    if was.as_deref() != Some(r::DELETION_BLOCKED) {
+        shared.event(cert, EventType::Warning, r::DELETION_BLOCKED, "Delete", message).await;
+    }
+    let key = format!("certificate/{}", cert.uid().unwrap_or_default());
+    Ok(Action::requeue(shared.backoff.fail(&key, shared.settings.backoff_min, shared.settings.backoff_max)))
+}
+
+pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, Error> {
+    let shared = &ctx.shared;
+    let ns = cert.namespace().unwrap_or_default();
+    let name = cert.name_any();
+    shared.metrics.forget_certificate(&ns, &name);
+    if !has_finalizer(cert) {
+        return Ok(Action::await_change());
+    }
+    let skip = cert.annotations().get(SKIP_CLEANUP_ANNOTATION).is_some_and(|v| v == "true");
+    let order_id = cert.status.as_ref().and_then(|s| s.order_id.clone()).or_else(|| cert.spec.order_id.clone());
+    let way_out = format!(
+        "to finish without deleting at the billing: kubectl annotate ispcert {name} -n {ns} {SKIP_CLEANUP_ANNOTATION}=true"
+    );
+
+    if let (Some(id), false) = (&order_id, skip) {
+        let Some(issuer) = ctx.issuer(&ns, &cert.spec.issuer_ref) else {
+            return blocked(
+                cert,
+                ctx,
+                format!(
+                    "cannot delete order {id} at the billing: issuer {} does not exist; restore it, or {way_out}",
+                    cert.spec.issuer_ref.name
+                ),
+            )
+            .await;
+        };
+        let Some(handle) = shared.issuers.get(&issuer) else {
+            return blocked(
+                cert,
+                ctx,
+                format!("cannot delete order {id} at the billing: {} is not ready; fix it, or {way_out}", issuer.key),
+            )
+            .await;
+        };
+        match handle.client.delete(id).await {
+            Ok(()) | Err(BillingError::NotFound { .. }) => {
+                info!(certificate = %format!("{ns}/{name}"), order = %id, "deleted at the billing");
+                shared
+                    .event(
+                        cert,
+                        EventType::Normal,
+                        r::DELETED_AT_BILLING,
+                        "Delete",
+                        format!("deleted certificate {id} at the billing"),
+                    )
+                    .await;
+                handle.poller.invalidate();
+            }
+            Err(e) => {
+                return blocked(
+                    cert,
+                    ctx,
+                    format!("deleting order {id} at the billing failed: {e}; retrying, or {way_out}"),
+                )
+                .await;
+            }
+        }
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
+    for secret_name in [cert.spec.secret_name.clone(), key_secret_name(&name)] {
+        if let Some(s) = secrets.get_opt(&secret_name).await?
+            && managed_for(&s, &name)
+        {
+            match secrets.delete(&secret_name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        shared.forget_version(&format!("{ns}/{secret_name}"));
+    }
+    set_finalizer(cert, ctx, false).await?;
+    shared.backoff.reset(&format!("certificate/{}", cert.uid().unwrap_or_default()));
+    Ok(Action::await_change())
+}

@@ -1,0 +1,151 @@
+//! What every reconcile shares, and the reconcile error type.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use super::backoff::Backoffs;
+use super::issuers::{IssuerKey, IssuerRegistry, IssuerView};
+use super::metrics::Metrics;
+use super::settings::Settings;
+use crate::billing::BillingError;
+use crate::crd::{ClusterIspIssuer, IspCertificate, IspIssuer, IssuerKind, IssuerRef};
+use crate::pki::keys::KeyError;
+
+/// A reconcile failure. `category` names it in events, conditions and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Billing(#[from] BillingError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => super::reasons::KUBERNETES_ERROR,
+            Error::Billing(BillingError::Transport { .. }) => super::reasons::BILLING_UNREACHABLE,
+            Error::Billing(_) => super::reasons::BILLING_ERROR,
+            Error::Key(_) => "KeyError",
+            Error::Internal(_) => "InternalError",
+        }
+    }
+}
+
+/// Shared by every controller of the process.
+pub struct Shared {
+    pub client: kube::Client,
+    pub settings: Settings,
+    /// One HTTP connection pool for every billing account.
+    pub http: reqwest::Client,
+    pub reporter: Reporter,
+    pub metrics: Metrics,
+    pub backoff: Backoffs,
+    pub issuers: IssuerRegistry,
+    /// Asks the issuer controllers to check an issuer's credentials again now.
+    pub recheck: broadcast::Sender<IssuerKey>,
+    pub cluster_issuers: Store<ClusterIspIssuer>,
+    /// The resourceVersion of each output Secret ("namespace/name") as we last wrote or checked
+    /// it: a Secret still at that version needs no read to be trusted.
+    pub verified: std::sync::Mutex<std::collections::HashMap<String, String>>,
+}
+
+/// What a certificate reconcile sees: the shared state plus the caches of its namespace scope.
+pub struct Context {
+    pub shared: Arc<Shared>,
+    pub certificates: Store<IspCertificate>,
+    pub issuers: Store<IspIssuer>,
+    /// Metadata of the Secrets we label, from a metadata-only watch.
+    pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+impl Shared {
+    pub fn verified_version(&self, key: &str) -> Option<String> {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    pub fn remember_version(&self, key: &str, version: String) {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).insert(key.to_string(), version);
+    }
+
+    pub fn forget_version(&self, key: &str) {
+        self.verified.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
+    }
+
+    /// Publishes an event; failures are logged, never fatal (events are best effort).
+    pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String)
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        let event = Event {
+            type_,
+            reason: reason.to_string(),
+            note: Some(note.chars().take(1000).collect()),
+            action: action.to_string(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder().publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}
+
+impl Context {
+    /// The issuer a certificate points at, from the caches.
+    pub fn issuer(&self, namespace: &str, r: &IssuerRef) -> Option<IssuerView> {
+        match r.kind {
+            IssuerKind::IspIssuer => {
+                self.issuers.get(&ObjectRef::new(&r.name).within(namespace)).map(|i| IssuerView::from(i.as_ref()))
+            }
+            IssuerKind::ClusterIspIssuer => {
+                self.shared.cluster_issuers.get(&ObjectRef::new(&r.name)).map(|i| IssuerView::from(i.as_ref()))
+            }
+        }
+    }
+
+    /// The oldest `IspCertificate` of the namespace that names `secret_name`, which alone may
+    /// write it (ties broken by name, so every reconcile agrees).
+    pub fn secret_owner(&self, namespace: &str, secret_name: &str) -> Option<Arc<IspCertificate>> {
+        self.certificates
+            .state()
+            .into_iter()
+            .filter(|c| c.namespace().as_deref() == Some(namespace) && c.spec.secret_name == secret_name)
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .min_by(|a, b| {
+                (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
+                    .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
+            })
+    }
+
+    /// Whether a Secret's certificate label names a live `IspCertificate` other than `me`.
+    pub fn claimed_by_other(&self, secret: &Secret, namespace: &str, me: &str) -> Option<String> {
+        let label = secret.labels().get(super::secrets::LABEL_CERTIFICATE)?;
+        (label != me && self.certificates.get(&ObjectRef::new(label).within(namespace)).is_some())
+            .then(|| label.clone())
+    }
+
+    /// Order ids held by other certificates of this scope; never adopted by a recovery.
+    pub fn claimed_orders(&self, me_uid: &str) -> std::collections::HashSet<String> {
+        self.certificates
+            .state()
+            .iter()
+            .filter(|c| c.uid().as_deref() != Some(me_uid))
+            .filter_map(|c| c.status.as_ref().and_then(|s| s.order_id.clone()).or_else(|| c.spec.order_id.clone()))
+            .collect()
+    }
+}

@@ -1,0 +1,365 @@
+//! Pure decisions of the certificate reconcile: what the billing's list says about an order, which
+//! order in the list is ours, what a download means, what to do with the key, when to renew.
+
+use std::collections::HashSet;
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use super::plan::{KeyPlan, Plan};
+use crate::billing::CertificateRow;
+use crate::pki::chain::CertInfo;
+use crate::pki::keys::KeyAlgorithm;
+
+/// Where an order stands, from the list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BillingPhase {
+    /// Not active yet (ordered, processing) or the CA is still validating: wait.
+    Pending(String),
+    /// Active: the certificate may be issued; only a download proves it.
+    Active,
+    /// Stopped or suspended by the billing (for example unpaid prolongation).
+    Suspended,
+    /// The CA refused to issue.
+    Failed,
+    /// Not in the account's list, or deleted.
+    Gone,
+}
+
+/// Reads the raw status codes of a list row. The certificate status code is used only when the
+/// billing shows it; the item status alone never proves issue.
+pub fn billing_phase(row: Option<&CertificateRow>) -> BillingPhase {
+    let Some(row) = row else { return BillingPhase::Gone };
+    if row.crt_status == Some(6) {
+        return BillingPhase::Failed;
+    }
+    let label = row.status_msg.clone().unwrap_or_default();
+    match row.item_status {
+        Some(4) => BillingPhase::Gone,
+        Some(3) => BillingPhase::Suspended,
+        Some(1) => BillingPhase::Pending(if label.is_empty() { "ordered".into() } else { label }),
+        Some(5) => BillingPhase::Pending(if label.is_empty() { "processing".into() } else { label }),
+        Some(2) if matches!(row.crt_status, Some(3) | Some(4)) => {
+            BillingPhase::Pending(if label.is_empty() { "waiting for the CA".into() } else { label })
+        }
+        // Active, or a status this version does not know: try a download, which is the proof.
+        _ => BillingPhase::Active,
+    }
+}
+
+/// A short name of the billing's state for `status.orderState`.
+pub fn order_state(row: &CertificateRow) -> String {
+    let item = match row.item_status {
+        Some(1) => "ordered",
+        Some(2) => "active",
+        Some(3) => "suspended",
+        Some(4) => "deleted",
+        Some(5) => "processing",
+        _ => "unknown",
+    };
+    match row.crt_status {
+        Some(3) => format!("{item}/requested"),
+        Some(4) => format!("{item}/enrolled"),
+        Some(5) => format!("{item}/issued"),
+        Some(6) => format!("{item}/failed"),
+        _ => item.to_string(),
+    }
+}
+
+/// What the list says about an order attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Recovery {
+    Found(String),
+    /// Several orders fit and none carries our tag: a person must choose (spec.orderId).
+    Ambiguous(Vec<String>),
+    NotFound,
+}
+
+fn parse_date(s: &str) -> Option<Date> {
+    s.get(..10)?.parse().ok()
+}
+
+/// Finds the order an attempt placed: by our `remoteid` tag, or, when the billing shows no tags
+/// at all, by common name and price list among unclaimed orders created since the attempt.
+pub fn find_order(
+    rows: &[CertificateRow],
+    remote_id: &str,
+    plan: &Plan,
+    since: Date,
+    claimed: &HashSet<String>,
+) -> Recovery {
+    let live = |r: &&CertificateRow| r.item_status != Some(4);
+    if let Some(r) = rows.iter().filter(live).find(|r| r.remote_id.as_deref() == Some(remote_id)) {
+        return Recovery::Found(r.id.clone());
+    }
+    if rows.iter().any(|r| r.remote_id.is_some()) {
+        return Recovery::NotFound;
+    }
+    let pricelist = plan.pricelist.to_string();
+    let candidates: Vec<String> = rows
+        .iter()
+        .filter(live)
+        .filter(|r| r.domain.eq_ignore_ascii_case(&plan.common_name))
+        .filter(|r| r.pricelist.as_deref().is_none_or(|p| p == pricelist))
+        .filter(|r| r.created.as_deref().and_then(parse_date).is_none_or(|d| d >= since))
+        .filter(|r| !claimed.contains(&r.id))
+        .map(|r| r.id.clone())
+        .collect();
+    match candidates.len() {
+        0 => Recovery::NotFound,
+        1 => Recovery::Found(candidates[0].clone()),
+        _ => Recovery::Ambiguous(candidates),
+    }
+}
+
+/// What a downloaded certificate means for this resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid for the spec and the key: store it.
+    Accept,
+    /// The certificate a reissue replaces is still being served: wait.
+    StillPrevious,
+    /// Needs a free reissue of this kind.
+    Reissue(ReissueNeed),
+    /// Cannot be fixed by a reissue.
+    Reject(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReissueNeed {
+    /// The alt names differ from the spec: `crt_type=altname`.
+    Names,
+    /// The certificate is for another key: `crt_type=manual` with our CSR.
+    Key,
+    /// Expired or due for renewal: `crt_type=oldrequest` (or `manual` when rotating keys).
+    Renewal,
+}
+
+impl ReissueNeed {
+    pub fn reason(self) -> &'static str {
+        match self {
+            ReissueNeed::Names => "NamesChanged",
+            ReissueNeed::Key => "KeyMismatch",
+            ReissueNeed::Renewal => "Renewal",
+        }
+    }
+}
+
+/// Judges a download against the plan, the key we hold and a reissue under way.
+pub fn judge(plan: &Plan, cert: &CertInfo, key_bits: &[u8], previous_serial: Option<&str>, now: Timestamp) -> Verdict {
+    if previous_serial.is_some_and(|s| s == cert.serial) {
+        return Verdict::StillPrevious;
+    }
+    let names = cert.names();
+    let has = |n: &str| names.iter().any(|c| c.eq_ignore_ascii_case(n));
+    if !has(&plan.common_name) {
+        return Verdict::Reject(format!(
+            "the billing's certificate is for {} but the spec asks for {}; adopt an order for the same common name",
+            names.join(", "),
+            plan.common_name
+        ));
+    }
+    let wanted = plan.names();
+    let allowed: Vec<String> = wanted.iter().chain(plan.tolerated_extra_names().iter()).cloned().collect();
+    let missing = wanted.iter().any(|w| !has(w));
+    let extra = names.iter().any(|c| !allowed.iter().any(|a| a.eq_ignore_ascii_case(c)));
+    if missing || extra {
+        return Verdict::Reissue(ReissueNeed::Names);
+    }
+    if cert.public_key_bits != key_bits {
+        return Verdict::Reissue(ReissueNeed::Key);
+    }
+    if cert.not_after <= now {
+        return Verdict::Reissue(ReissueNeed::Renewal);
+    }
+    Verdict::Accept
+}
+
+/// When to reissue: two thirds into the certificate's real lifetime (it is capped at 200 days
+/// whatever the subscription, so the subscription's end says nothing about it).
+pub fn renewal_time(cert: &CertInfo) -> Timestamp {
+    let life = cert.not_after.duration_since(cert.not_before);
+    cert.not_before.checked_add(life * 2 / 3).unwrap_or(cert.not_after)
+}
+
+/// What the key Secret holds, as far as decisions go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyMeta {
+    pub algorithm: Option<KeyAlgorithm>,
+    /// `cluster` or `billing`.
+    pub source: String,
+    /// The names the stored CSR covers.
+    pub csr_names: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyAction {
+    Keep,
+    /// Nothing stored yet: make key and CSR.
+    Create,
+    /// Same key, a CSR for the current names.
+    NewCsr,
+    /// A new key (algorithm changed, or a reissue with rotation).
+    Replace,
+}
+
+fn same_names(a: &[String], b: &[String]) -> bool {
+    let norm = |v: &[String]| {
+        let mut x: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
+        x.sort();
+        x
+    };
+    norm(a) == norm(b)
+}
+
+/// Decides what to do with the stored key before anything is sent. `ordered` tells whether the
+/// billing already holds an order for this resource; `rotate` whether a reissue with key rotation
+/// is about to happen.
+pub fn key_action(plan: &Plan, stored: Option<&KeyMeta>, ordered: bool, rotate: bool) -> KeyAction {
+    let Some(stored) = stored else { return KeyAction::Create };
+    match &plan.key {
+        KeyPlan::Secret(_) => KeyAction::Keep,
+        KeyPlan::Billing => {
+            // The billing's CSR is tied to the order; later name changes go through an
+            // `altname` reissue, so a stored billing key is only remade before ordering.
+            if stored.source != "billing" || (!ordered && !same_names(&stored.csr_names, &plan.names())) {
+                KeyAction::Replace
+            } else {
+                KeyAction::Keep
+            }
+        }
+        KeyPlan::Cluster { algorithm, .. } => {
+            if stored.source != "cluster" || stored.algorithm != Some(*algorithm) || rotate {
+                KeyAction::Replace
+            } else if !same_names(&stored.csr_names, &plan.names()) {
+                KeyAction::NewCsr
+            } else {
+                KeyAction::Keep
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+
+    use super::*;
+    use crate::controller::plan::tests_support::plan_for;
+
+    fn row(id: &str, item: Option<u32>, crt: Option<u32>) -> CertificateRow {
+        CertificateRow { id: id.into(), item_status: item, crt_status: crt, ..Default::default() }
+    }
+
+    #[test]
+    fn phases_from_raw_codes() {
+        assert_eq!(billing_phase(None), BillingPhase::Gone);
+        assert_eq!(billing_phase(Some(&row("1", Some(4), None))), BillingPhase::Gone);
+        assert_eq!(billing_phase(Some(&row("1", Some(5), None))), BillingPhase::Pending("processing".into()));
+        assert_eq!(
+            billing_phase(Some(&row("1", Some(2), Some(4)))),
+            BillingPhase::Pending("waiting for the CA".into())
+        );
+        assert_eq!(billing_phase(Some(&row("1", Some(2), None))), BillingPhase::Active);
+        assert_eq!(billing_phase(Some(&row("1", Some(2), Some(6)))), BillingPhase::Failed);
+        assert_eq!(billing_phase(Some(&row("1", Some(3), None))), BillingPhase::Suspended);
+        assert_eq!(billing_phase(Some(&row("1", None, None))), BillingPhase::Active);
+        assert_eq!(order_state(&row("1", Some(2), Some(5))), "active/issued");
+    }
+
+    #[test]
+    fn our_order_is_found_by_tag_first_then_by_name() {
+        let plan = plan_for("alphassl", "a.example.com", &[]);
+        let since = jiff::civil::date(2026, 11, 30);
+        let mut tagged = row("7", Some(1), None);
+        tagged.remote_id = Some("tag".into());
+        let mut other = row("8", Some(1), None);
+        other.domain = "a.example.com".into();
+        other.remote_id = Some("another".into());
+        let none = HashSet::new();
+        assert_eq!(
+            find_order(&[other.clone(), tagged.clone()], "tag", &plan, since, &none),
+            Recovery::Found("7".into())
+        );
+        // Tags are shown but ours is absent: no guessing by name.
+        assert_eq!(find_order(&[other], "tag", &plan, since, &none), Recovery::NotFound);
+
+        let mut untagged = row("9", Some(1), None);
+        untagged.domain = "A.example.com".into();
+        untagged.pricelist = Some("55324".into());
+        untagged.created = Some("2026-11-30".into());
+        let mut old = untagged.clone();
+        old.id = "3".into();
+        old.created = Some("2025-01-01".into());
+        assert_eq!(find_order(&[untagged.clone(), old], "tag", &plan, since, &none), Recovery::Found("9".into()));
+        let claimed: HashSet<String> = ["9".to_string()].into();
+        assert_eq!(find_order(std::slice::from_ref(&untagged), "tag", &plan, since, &claimed), Recovery::NotFound);
+        let mut twin = untagged.clone();
+        twin.id = "10".into();
+        assert!(matches!(find_order(&[untagged, twin], "tag", &plan, since, &none), Recovery::Ambiguous(_)));
+    }
+
+    fn cert(names: &[&str], key: &[u8], serial: &str, days_left: i64) -> CertInfo {
+        let now = Timestamp::now();
+        CertInfo {
+            serial: serial.into(),
+            not_before: now - SignedDuration::from_hours(240),
+            not_after: now + SignedDuration::from_hours(24 * days_left),
+            common_name: Some(names[0].into()),
+            dns_names: names.iter().map(|s| s.to_string()).collect(),
+            public_key_bits: key.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn downloads_are_judged_against_spec_key_and_reissue() {
+        let plan = plan_for("globalsign-domainssl", "a.example.com", &["b.example.com"]);
+        let now = Timestamp::now();
+        let good = cert(&["a.example.com", "b.example.com"], b"K", "01", 90);
+        assert_eq!(judge(&plan, &good, b"K", None, now), Verdict::Accept);
+        assert_eq!(judge(&plan, &good, b"K", Some("01"), now), Verdict::StillPrevious);
+        assert_eq!(judge(&plan, &good, b"other", None, now), Verdict::Reissue(ReissueNeed::Key));
+        let fewer = cert(&["a.example.com"], b"K", "02", 90);
+        assert_eq!(judge(&plan, &fewer, b"K", None, now), Verdict::Reissue(ReissueNeed::Names));
+        let more = cert(&["a.example.com", "b.example.com", "c.example.com"], b"K", "03", 90);
+        assert_eq!(judge(&plan, &more, b"K", None, now), Verdict::Reissue(ReissueNeed::Names));
+        let expired = cert(&["a.example.com", "b.example.com"], b"K", "04", -1);
+        assert_eq!(judge(&plan, &expired, b"K", None, now), Verdict::Reissue(ReissueNeed::Renewal));
+        let foreign = cert(&["z.example.com"], b"K", "05", 90);
+        assert!(matches!(judge(&plan, &foreign, b"K", None, now), Verdict::Reject(_)));
+        let wildcard = plan_for("alphassl-wildcard", "*.example.com", &[]);
+        let with_base = cert(&["*.example.com", "example.com"], b"K", "06", 90);
+        assert_eq!(judge(&wildcard, &with_base, b"K", None, now), Verdict::Accept);
+    }
+
+    #[test]
+    fn renewal_at_two_thirds() {
+        let nb = Timestamp::UNIX_EPOCH;
+        let info =
+            CertInfo { not_before: nb, not_after: nb + SignedDuration::from_hours(24 * 90), ..Default::default() };
+        assert_eq!(renewal_time(&info), nb + SignedDuration::from_hours(24 * 60));
+    }
+
+    #[test]
+    fn key_actions() {
+        let plan = plan_for("alphassl", "a.example.com", &[]);
+        let meta = KeyMeta {
+            algorithm: Some(KeyAlgorithm::Rsa2048),
+            source: "cluster".into(),
+            csr_names: vec!["a.example.com".into()],
+        };
+        assert_eq!(key_action(&plan, None, false, false), KeyAction::Create);
+        assert_eq!(key_action(&plan, Some(&meta), true, false), KeyAction::Keep);
+        assert_eq!(key_action(&plan, Some(&meta), true, true), KeyAction::Replace);
+        let ec = KeyMeta { algorithm: Some(KeyAlgorithm::EcdsaP256), ..meta.clone() };
+        assert_eq!(key_action(&plan, Some(&ec), true, false), KeyAction::Replace);
+        let renamed = KeyMeta { csr_names: vec!["old.example.com".into()], ..meta.clone() };
+        assert_eq!(key_action(&plan, Some(&renamed), true, false), KeyAction::NewCsr);
+        let mut billing = plan.clone();
+        billing.key = KeyPlan::Billing;
+        let bmeta = KeyMeta { algorithm: None, source: "billing".into(), csr_names: vec!["x.example.com".into()] };
+        assert_eq!(key_action(&billing, Some(&bmeta), false, false), KeyAction::Replace);
+        assert_eq!(key_action(&billing, Some(&bmeta), true, false), KeyAction::Keep);
+    }
+}

@@ -1,0 +1,200 @@
+//! The issuer reconcile: read the credentials, check them with a real billing call, and say so in
+//! the `Ready` condition. Never retries refused credentials until the Secret changes or the
+//! refusal window passes: repeated wrong logins can lock a billing account.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Api, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::conditions;
+use super::context::{Error, Shared};
+use super::issuers::{CredentialsError, IssuerHandle, IssuerView, load_credentials};
+use super::reasons as r;
+use super::status;
+use crate::billing::{BillingClient, BillingError, parse_endpoint};
+use crate::crd::{ClusterIspIssuer, IspIssuer};
+
+/// What the reconcile needs from either issuer kind.
+pub trait IssuerResource:
+    Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync + 'static
+{
+    fn view(&self) -> IssuerView;
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self>;
+}
+
+impl IssuerResource for IspIssuer {
+    fn view(&self) -> IssuerView {
+        IssuerView::from(self)
+    }
+    fn api(client: kube::Client, namespace: Option<&str>) -> Api<Self> {
+        Api::namespaced(client, namespace.unwrap_or("default"))
+    }
+}
+
+impl IssuerResource for ClusterIspIssuer {
+    fn view(&self) -> IssuerView {
+        IssuerView::from(self)
+    }
+    fn api(client: kube::Client, _: Option<&str>) -> Api<Self> {
+        Api::all(client)
+    }
+}
+
+/// The outcome of one check.
+struct Check {
+    ready: bool,
+    reason: &'static str,
+    message: String,
+    requeue: Duration,
+}
+
+pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
+    let view = obj.view();
+    let settings = &shared.settings;
+    shared.metrics.reconciles.get_or_create(&super::metrics::ControllerLabels { controller: "issuer".into() }).inc();
+    let backoff_key = format!("issuer/{}", view.key);
+
+    let check = match check(obj.as_ref(), &view, &shared).await {
+        Ok(c) => c,
+        Err(e) => {
+            let wait = shared.backoff.fail(&backoff_key, settings.backoff_min, settings.backoff_max);
+            warn!(issuer = %view.key, error = %e, "issuer check failed");
+            Check { ready: false, reason: r::KUBERNETES_ERROR, message: e.to_string(), requeue: wait }
+        }
+    };
+    if check.ready {
+        shared.backoff.reset(&backoff_key);
+    }
+
+    let mut new = view.status.clone();
+    let was = conditions::get(&new.conditions, r::READY).map(|c| (c.status.clone(), c.reason.clone()));
+    let now = Timestamp::now();
+    conditions::set(&mut new.conditions, r::READY, check.ready, check.reason, &check.message, view.generation, now);
+    new.observed_generation = view.generation;
+    let changed = was.as_ref().map(|(s, reason)| (s.as_str(), reason.as_str()))
+        != Some((if check.ready { "True" } else { "False" }, check.reason));
+    if changed {
+        new.last_check_time = Some(Time(now));
+        let kind = if check.ready { EventType::Normal } else { EventType::Warning };
+        shared.event(obj.as_ref(), kind, check.reason, "CheckCredentials", check.message.clone()).await;
+        info!(issuer = %view.key, ready = check.ready, reason = check.reason, "issuer checked");
+    }
+    let api = K::api(shared.client.clone(), obj.namespace().as_deref());
+    status::write(&api, &obj.name_any(), &view.status, &new, None).await?;
+    Ok(Action::requeue(check.requeue))
+}
+
+async fn check<K: IssuerResource>(obj: &K, view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
+    let settings = &shared.settings;
+    // While not Ready the Secret is read again soon (a cheap GET), so fixing it heals quickly;
+    // the billing itself is asked only when the Secret changed or the refusal window passed.
+    let retry = Duration::from_secs(10).min(settings.issuer_recheck);
+    let not_ready = |reason, message: String| Check { ready: false, reason, message, requeue: retry };
+
+    if let Err(e) = parse_endpoint(&view.spec.url) {
+        shared.issuers.remove(&view.key);
+        return Ok(Check { requeue: settings.issuer_recheck, ..not_ready(r::INVALID_URL, e) });
+    }
+    let (credentials, secret_version) = match load_credentials(&shared.client, view, &settings.operator_namespace).await
+    {
+        Ok(c) => c,
+        Err(e) => {
+            shared.issuers.remove(&view.key);
+            let reason = match &e {
+                CredentialsError::NotFound { .. } => r::CREDENTIALS_NOT_FOUND,
+                CredentialsError::Invalid { .. } => r::CREDENTIALS_INVALID,
+                CredentialsError::NamespaceNotAllowed { .. } => r::CREDENTIALS_NAMESPACE_NOT_ALLOWED,
+                CredentialsError::Kube(_) => r::KUBERNETES_ERROR,
+            };
+            return Ok(not_ready(reason, e.to_string()));
+        }
+    };
+
+    let ready_now = conditions::is_true(&view.status.conditions, r::READY);
+    if let Some(h) = shared.issuers.get(view)
+        && h.secret_version == secret_version
+        && ready_now
+    {
+        let age = view
+            .status
+            .last_check_time
+            .as_ref()
+            .map(|t| crate::time::elapsed_since(t.0))
+            .unwrap_or(settings.issuer_recheck);
+        if age < settings.issuer_recheck {
+            return Ok(Check {
+                ready: true,
+                reason: r::CREDENTIALS_VERIFIED,
+                message: ready_message(&h.client),
+                requeue: settings.issuer_recheck - age,
+            });
+        }
+    }
+    if shared.issuers.refused_recently(&view.key, &secret_version, settings.wrong_credentials_retry) {
+        let old = conditions::get(&view.status.conditions, r::READY);
+        let message = old.map(|c| c.message.clone()).unwrap_or_default();
+        return Ok(not_ready(r::WRONG_CREDENTIALS, message));
+    }
+
+    let client = BillingClient::new(shared.http.clone(), &view.spec.url, credentials)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    let account = client.credentials().redacted_email();
+    match client.verify_access().await {
+        Ok(()) => {
+            shared.issuers.clear_refusal(&view.key);
+            let poller = shared.issuers.poller_for(&client);
+            let message = ready_message(&client);
+            shared.issuers.insert(
+                view.key.clone(),
+                IssuerHandle { uid: view.uid.clone(), generation: view.generation, secret_version, client, poller },
+            );
+            let _ = obj;
+            Ok(Check { ready: true, reason: r::CREDENTIALS_VERIFIED, message, requeue: settings.issuer_recheck })
+        }
+        Err(e) => {
+            shared.issuers.remove(&view.key);
+            let (reason, message) = match &e {
+                BillingError::Auth => {
+                    shared.issuers.record_refusal(&view.key, &secret_version);
+                    (
+                        r::WRONG_CREDENTIALS,
+                        format!(
+                            "the billing refused the login {account}: fix the email or password in Secret {}; checked again when the Secret changes",
+                            view.spec.credentials_secret_ref.name
+                        ),
+                    )
+                }
+                BillingError::Access { .. } => {
+                    shared.issuers.record_refusal(&view.key, &secret_version);
+                    (r::ACCESS_DENIED, e.to_string())
+                }
+                BillingError::Transport { .. } => (r::BILLING_UNREACHABLE, format!("{} at {}", e, view.spec.url)),
+                _ => (r::BILLING_ERROR, e.to_string()),
+            };
+            let requeue = match &e {
+                BillingError::Transport { .. } => {
+                    shared.backoff.fail(&format!("issuer/{}", view.key), settings.backoff_min, settings.backoff_max)
+                }
+                _ => retry,
+            };
+            Ok(Check { ready: false, reason, message, requeue })
+        }
+    }
+}
+
+fn ready_message(client: &BillingClient) -> String {
+    format!("credentials for {} accepted by {}", client.credentials().redacted_email(), client.endpoint())
+}
+
+/// Requeue after errors the reconcile did not handle itself.
+pub fn error_policy<K: IssuerResource>(_obj: Arc<K>, error: &Error, shared: Arc<Shared>) -> Action {
+    warn!(error = %error, "issuer reconcile failed");
+    Action::requeue(shared.settings.backoff_max)
+}

@@ -1,0 +1,52 @@
+//! Every condition and event reason the operator uses, in one place. They are API: users and
+//! alerts match on them, so they are stable PascalCase words.
+
+// Condition types.
+pub const READY: &str = "Ready";
+pub const ISSUING: &str = "Issuing";
+
+// Success and progress.
+pub const ISSUED: &str = "Issued";
+pub const KEY_GENERATED: &str = "KeyGenerated";
+pub const ORDERING: &str = "Ordering";
+pub const ORDERED: &str = "Ordered";
+pub const ORDER_RECOVERED: &str = "OrderRecovered";
+pub const ORDER_ADOPTED: &str = "OrderAdopted";
+pub const PENDING: &str = "Pending";
+pub const REISSUING: &str = "Reissuing";
+pub const SECRET_WRITTEN: &str = "SecretWritten";
+pub const SECRET_RESTORED: &str = "SecretRestored";
+pub const DELETED_AT_BILLING: &str = "DeletedAtBilling";
+pub const RENEWAL_SCHEDULED: &str = "RenewalScheduled";
+
+// Waiting on something outside this resource.
+pub const ISSUER_NOT_FOUND: &str = "IssuerNotFound";
+pub const ISSUER_NOT_READY: &str = "IssuerNotReady";
+pub const ORDER_OUTCOME_UNKNOWN: &str = "OrderOutcomeUnknown";
+
+// Problems a user must fix.
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const SECRET_IN_USE: &str = "SecretInUse";
+pub const SECRET_NOT_MANAGED: &str = "SecretNotManaged";
+pub const CSR_SECRET_INVALID: &str = "CsrSecretInvalid";
+pub const NOT_ENOUGH_MONEY: &str = "NotEnoughMoney";
+pub const ORDER_REJECTED: &str = "OrderRejected";
+pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
+pub const ORDER_FAILED: &str = "OrderFailed";
+pub const ORDER_SUSPENDED: &str = "OrderSuspended";
+pub const CERTIFICATE_MISMATCH: &str = "CertificateMismatch";
+pub const DELETION_BLOCKED: &str = "DeletionBlocked";
+
+// Transient trouble.
+pub const BILLING_UNREACHABLE: &str = "BillingUnreachable";
+pub const BILLING_ERROR: &str = "BillingError";
+pub const KUBERNETES_ERROR: &str = "KubernetesError";
+
+// Issuer conditions.
+pub const CREDENTIALS_VERIFIED: &str = "CredentialsVerified";
+pub const CREDENTIALS_NOT_FOUND: &str = "CredentialsNotFound";
+pub const CREDENTIALS_INVALID: &str = "CredentialsInvalid";
+pub const CREDENTIALS_NAMESPACE_NOT_ALLOWED: &str = "CredentialsNamespaceNotAllowed";
+pub const WRONG_CREDENTIALS: &str = "WrongCredentials";
+pub const ACCESS_DENIED: &str = "AccessDenied";
+pub const INVALID_URL: &str = "InvalidURL";

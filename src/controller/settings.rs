@@ -1,0 +1,62 @@
+//! Operator settings: what to watch and how often to talk to the billing.
+
+use std::time::Duration;
+
+/// How the operator runs. Defaults suit production; tests shorten the intervals.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespaces whose `IspCertificate`s and `IspIssuer`s are watched; empty means all.
+    pub namespaces: Vec<String>,
+    /// The operator's own namespace: `ClusterIspIssuer` credentials are read only from here.
+    pub operator_namespace: String,
+    /// How often one list call refreshes the state of an account's pending orders.
+    pub poll_interval: Duration,
+    /// First and longest wait of the per-object backoff after a failure.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// Timeout of each billing call.
+    pub billing_timeout: Duration,
+    /// How long an order attempt whose outcome is unknown is looked for in the billing's list
+    /// before it is considered never placed. Longer than any billing call can take.
+    pub order_grace: Duration,
+    /// How often a Ready issuer's credentials are checked again.
+    pub issuer_recheck: Duration,
+    /// The smallest wait between two checks of credentials the billing refused, unless the
+    /// Secret changes: repeated wrong logins can lock an account.
+    pub wrong_credentials_retry: Duration,
+    /// Name reported on events and used as the server-side apply field manager.
+    pub manager: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            namespaces: vec![],
+            operator_namespace: "ispcert-system".into(),
+            poll_interval: Duration::from_secs(30),
+            backoff_min: Duration::from_secs(5),
+            backoff_max: Duration::from_secs(300),
+            billing_timeout: Duration::from_secs(30),
+            order_grace: Duration::from_secs(120),
+            issuer_recheck: Duration::from_secs(600),
+            wrong_credentials_retry: Duration::from_secs(300),
+            manager: "ispcert".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// Short intervals for tests and the demo.
+    pub fn fast() -> Self {
+        Settings {
+            poll_interval: Duration::from_millis(500),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(2),
+            billing_timeout: Duration::from_secs(5),
+            order_grace: Duration::from_secs(8),
+            issuer_recheck: Duration::from_secs(60),
+            wrong_credentials_retry: Duration::from_secs(2),
+            ..Settings::default()
+        }
+    }
+}
