@@ -520,3 +520,36 @@ async fn a_port_that_stays_taken_gives_a_clear_error() {
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 3);
     assert_eq!(processes_mentioning(work.path()), Vec::<String>::new());
 }
+
+#[tokio::test]
+async fn a_crd_the_api_server_rejects_is_named_with_the_reason() {
+    let cp = control_plane().await;
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("broken.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\n\
+         metadata: {name: gadgets.testbed.ispcert.dev}\n\
+         spec:\n  group: testbed.ispcert.dev\n  scope: Namespaced\n  names: {plural: gadgets, kind: Gadget}\n\
+         \x20 versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: not-a-type}}}]\n",
+    )
+    .unwrap();
+    let err = cp.install_crds(dir.path()).await.unwrap_err();
+    let message = err.to_string();
+    assert!(matches!(err, TestbedError::Crd { .. }), "{message}");
+    assert!(message.contains("broken.yaml") && message.contains("rejected"), "{message}");
+    assert!(message.contains("not-a-type"), "the API server's reason is kept: {message}");
+}
+
+#[tokio::test]
+async fn a_missing_crd_dir_fails_before_anything_starts() {
+    let work = tempfile::tempdir().unwrap();
+    let options = Options {
+        work_dir: Some(work.path().to_path_buf()),
+        crd_dirs: vec!["/nonexistent/ispcert-crds".into()],
+        ..Options::default()
+    };
+    let message = ControlPlane::start(options).await.unwrap_err().to_string();
+    assert!(message.contains("/nonexistent/ispcert-crds"), "{message}");
+    assert!(!work.path().join("logs").exists(), "no process was started");
+}

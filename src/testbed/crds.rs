@@ -22,9 +22,7 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Reads every CRD from the `*.yaml`/`*.yml` files of `dir` (sorted by name; a file may hold
 /// several documents). Anything that is not a CustomResourceDefinition is an error, so that a
 /// manifest put in the wrong directory is noticed rather than skipped.
-pub(crate) fn read_dir(
-    dir: &Path,
-) -> Result<Vec<(PathBuf, CustomResourceDefinition)>, TestbedError> {
+pub(crate) fn read_dir(dir: &Path) -> Result<Vec<CrdFile>, TestbedError> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| TestbedError::io(format!("reading CRD directory {}", dir.display()), e))?;
     let mut files: Vec<PathBuf> = entries
@@ -70,19 +68,21 @@ pub(crate) fn read_dir(
     Ok(crds)
 }
 
-/// Applies the CRDs of `dir` (server-side, so installing twice is harmless) and waits until each is
+/// A CRD manifest and the file it came from.
+pub(crate) type CrdFile = (PathBuf, CustomResourceDefinition);
+
+/// Applies CRDs (server-side, so installing twice is harmless) and waits until each is
 /// Established and its plural is listed by discovery for every served version. Returns their names.
 pub(crate) async fn install(
     client: &kube::Client,
-    dir: &Path,
+    crds: &[CrdFile],
     timeout: Duration,
     apiserver_log: &Path,
 ) -> Result<Vec<String>, TestbedError> {
-    let crds = read_dir(dir)?;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
     let mut names = Vec::new();
-    for (path, crd) in &crds {
+    for (path, crd) in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &params, &Patch::Apply(crd))
             .await
@@ -94,7 +94,7 @@ pub(crate) async fn install(
     }
     let started = Instant::now();
     let deadline = started + timeout;
-    for (path, crd) in &crds {
+    for (path, crd) in crds {
         let name = crd.metadata.name.as_deref().unwrap_or_default();
         wait_established(&api, name, path, started, deadline, apiserver_log).await?;
         for version in crd.spec.versions.iter().filter(|v| v.served) {

@@ -106,6 +106,11 @@ impl ControlPlane {
     pub async fn start(opts: Options) -> Result<ControlPlane, TestbedError> {
         let started = Instant::now();
         let deadline = started + opts.start_timeout;
+        // Bad manifests are reported before anything is started.
+        let mut crds = Vec::new();
+        for dir in &opts.crd_dirs {
+            crds.extend(crds::read_dir(dir)?);
+        }
         let binaries = binaries::resolve(opts.bin_dir.as_deref()).await?;
         tracing::debug!(elapsed = ?started.elapsed(), etcd = %binaries.etcd.display(), "binaries found");
         let mut work = WorkDir::prepare(opts.work_dir.as_deref(), opts.detach)?;
@@ -139,10 +144,8 @@ impl ControlPlane {
         .await?;
         tracing::debug!(elapsed = ?started.elapsed(), "default namespace exists");
 
-        for dir in &opts.crd_dirs {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            crds::install(&client, dir, remaining, &apiserver.log).await?;
-        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        crds::install(&client, &crds, remaining, &apiserver.log).await?;
 
         if opts.detach {
             etcd.disarm();
@@ -191,7 +194,8 @@ impl ControlPlane {
     /// names. Installing the same CRDs again is harmless.
     pub async fn install_crds(&self, dir: &Path) -> Result<Vec<String>, TestbedError> {
         let client = self.client().await?;
-        crds::install(&client, dir, Duration::from_secs(60), &self.apiserver.log).await
+        let crds = crds::read_dir(dir)?;
+        crds::install(&client, &crds, Duration::from_secs(60), &self.apiserver.log).await
     }
 
     /// Creates a namespace named `<prefix>-<random suffix>` (the API server picks the suffix, so
