@@ -537,8 +537,14 @@ async fn a_crd_the_api_server_rejects_is_named_with_the_reason() {
     let err = cp.install_crds(dir.path()).await.unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, TestbedError::Crd { .. }), "{message}");
-    assert!(message.contains("broken.yaml") && message.contains("rejected"), "{message}");
-    assert!(message.contains("not-a-type"), "the API server's reason is kept: {message}");
+    assert!(
+        message.contains("broken.yaml") && message.contains("rejected"),
+        "{message}"
+    );
+    assert!(
+        message.contains("not-a-type"),
+        "the API server's reason is kept: {message}"
+    );
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::sync::OnceCell;
 
 use super::TestbedError;
 use super::error::{LOG_TAIL_LINES, tail_lines};
@@ -43,9 +44,15 @@ async fn default_dir_and_source() -> Result<(PathBuf, String), TestbedError> {
     if let Some(dir) = std::env::var_os(BIN_DIR_ENV) {
         return Ok((PathBuf::from(dir), format!("${BIN_DIR_ENV}")));
     }
+    // Tests run in parallel and several may ask at once; on a fresh machine that would start
+    // concurrent cold builds writing the same files. One run per process; a failure is not
+    // remembered, so a later caller tries again (and reports the error again).
+    static BUILT: OnceCell<PathBuf> = OnceCell::const_new();
     let script = repo_root().join("hack/k8s-binaries");
-    let dir = run_build_script(&script, &[]).await?;
-    Ok((dir, format!("printed by {}", script.display())))
+    let dir = BUILT
+        .get_or_try_init(|| run_build_script(&script, &[]))
+        .await?;
+    Ok((dir.clone(), format!("printed by {}", script.display())))
 }
 
 /// Resolves the bin dir (option, then environment, then the build script) and checks the binaries.
