@@ -168,11 +168,10 @@ impl TestbedError {
 /// The last `n` lines of a text, or a note saying it was empty.
 pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    let start = lines.len().saturating_sub(n);
     if lines.is_empty() {
         return "    (empty)".to_string();
     }
-    lines[start..]
+    lines[lines.len().saturating_sub(n)..]
         .iter()
         .map(|l| format!("    {l}"))
         .collect::<Vec<_>>()
