@@ -6,4 +6,5 @@ pub mod catalog;
 pub mod controller;
 pub mod crd;
 pub mod pki;
+pub mod testbed;
 pub mod time;
