@@ -3,6 +3,7 @@
 
 pub mod billing;
 pub mod catalog;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod pki;

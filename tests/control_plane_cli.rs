@@ -14,20 +14,13 @@ fn testbed(args: &[&str], state_dir: &Path) -> Output {
 }
 
 fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "failed: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout.clone()).unwrap()
 }
 
 fn kubectl(bin_dir: &Path, kubeconfig: &Path, args: &[&str]) -> String {
-    let output = Command::new(bin_dir.join("kubectl"))
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .output()
-        .expect("kubectl runs");
+    let output =
+        Command::new(bin_dir.join("kubectl")).args(args).env("KUBECONFIG", kubeconfig).output().expect("kubectl runs");
     stdout(&output)
 }
 
@@ -53,39 +46,24 @@ async fn up_env_down_with_kubectl() {
     let state_dir = state_dir.canonicalize().unwrap();
     let kubeconfig = state_dir.join("kubeconfig");
     assert_eq!(up, format!("export KUBECONFIG={}\n", kubeconfig.display()));
-    assert!(
-        std::fs::read_to_string(state_dir.join("state.json"))
-            .unwrap()
-            .contains("apiserver_pid")
-    );
+    assert!(std::fs::read_to_string(state_dir.join("state.json")).unwrap().contains("apiserver_pid"));
 
     // Detached: the processes outlived the command that started them.
     assert_eq!(processes_mentioning(&state_dir).len(), 2);
     let version = kubectl(&bin_dir, &kubeconfig, &["version"]);
     assert!(version.contains("Server Version: v1.36.3"), "{version}");
-    let default = kubectl(
-        &bin_dir,
-        &kubeconfig,
-        &["get", "ns", "default", "-o", "name"],
-    );
+    let default = kubectl(&bin_dir, &kubeconfig, &["get", "ns", "default", "-o", "name"]);
     assert_eq!(default.trim(), "namespace/default");
 
     assert_eq!(stdout(&testbed(&["env"], &state_dir)), up);
     let again = testbed(&["up"], &state_dir);
-    assert_eq!(
-        stdout(&again),
-        up,
-        "a second up finds the running control plane"
-    );
+    assert_eq!(stdout(&again), up, "a second up finds the running control plane");
     assert!(String::from_utf8_lossy(&again.stderr).contains("already up"));
 
     assert!(testbed(&["down"], &state_dir).status.success());
     assert_eq!(processes_mentioning(&state_dir), Vec::<String>::new());
     assert!(!state_dir.exists(), "down removes the state dir");
-    assert!(
-        testbed(&["down"], &state_dir).status.success(),
-        "down is idempotent"
-    );
+    assert!(testbed(&["down"], &state_dir).status.success(), "down is idempotent");
     let env = testbed(&["env"], &state_dir);
     assert!(!env.status.success());
     assert!(String::from_utf8_lossy(&env.stderr).contains("no control plane is up"));
@@ -97,9 +75,7 @@ async fn up_replaces_a_control_plane_that_died() {
     let state_dir: PathBuf = parent.path().join("control-plane");
     let first = stdout(&testbed(&["up"], &state_dir));
     let state_dir = state_dir.canonicalize().unwrap();
-    let state = ispcert::testbed::DetachedState::load(&state_dir)
-        .unwrap()
-        .unwrap();
+    let state = ispcert::testbed::DetachedState::load(&state_dir).unwrap().unwrap();
     // Kill it behind the test bed's back, as a reboot or an OOM kill would.
     for pid in [state.apiserver_pid, state.etcd_pid] {
         // SAFETY: a plain signal to processes this test started.
@@ -115,9 +91,7 @@ async fn up_replaces_a_control_plane_that_died() {
     let second = testbed(&["up"], &state_dir);
     assert_eq!(stdout(&second), first);
     assert!(String::from_utf8_lossy(&second.stderr).contains("clearing a stale control plane"));
-    let restarted = ispcert::testbed::DetachedState::load(&state_dir)
-        .unwrap()
-        .unwrap();
+    let restarted = ispcert::testbed::DetachedState::load(&state_dir).unwrap().unwrap();
     assert_ne!(restarted.apiserver_pid, state.apiserver_pid);
     assert!(restarted.is_healthy().await);
 

@@ -12,9 +12,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams}
 use serde_json::json;
 
 async fn control_plane() -> &'static ControlPlane {
-    testbed::shared()
-        .await
-        .expect("the shared control plane starts")
+    testbed::shared().await.expect("the shared control plane starts")
 }
 
 fn widget_crd_dir() -> PathBuf {
@@ -42,10 +40,7 @@ fn api_error(result: Result<impl std::fmt::Debug, kube::Error>) -> Box<kube::cor
 #[tokio::test]
 async fn status_subresource_keeps_spec_and_status_apart() {
     let cp = control_plane().await;
-    let installed = cp
-        .install_crds(&widget_crd_dir())
-        .await
-        .expect("the widget CRD installs");
+    let installed = cp.install_crds(&widget_crd_dir()).await.expect("the widget CRD installs");
     assert_eq!(installed, ["widgets.testbed.ispcert.dev"]);
     let ns = cp.create_namespace("widgets").await.unwrap();
     let api = widgets(cp.client().await.unwrap(), &ns);
@@ -59,70 +54,34 @@ async fn status_subresource_keeps_spec_and_status_apart() {
     .unwrap();
     let created = api.create(&PostParams::default(), &widget).await.unwrap();
     assert_eq!(created.metadata.generation, Some(1));
-    assert_eq!(
-        created.data["spec"],
-        json!({ "size": 1, "colour": "blue" }),
-        "unknown fields are pruned"
-    );
+    assert_eq!(created.data["spec"], json!({ "size": 1, "colour": "blue" }), "unknown fields are pruned");
 
     // Through /status, only status changes: the spec part of the patch is ignored.
-    let status_patch =
-        json!({ "spec": { "size": 99 }, "status": { "phase": "Ready", "observedGeneration": 1 } });
-    let after_status = api
-        .patch_status("w", &PatchParams::default(), &Patch::Merge(&status_patch))
-        .await
-        .unwrap();
-    assert_eq!(
-        after_status.data["status"],
-        json!({ "phase": "Ready", "observedGeneration": 1 })
-    );
-    assert_eq!(
-        after_status.data["spec"],
-        json!({ "size": 1, "colour": "blue" })
-    );
-    assert_eq!(
-        after_status.metadata.generation,
-        Some(1),
-        "a status change does not bump the generation"
-    );
+    let status_patch = json!({ "spec": { "size": 99 }, "status": { "phase": "Ready", "observedGeneration": 1 } });
+    let after_status = api.patch_status("w", &PatchParams::default(), &Patch::Merge(&status_patch)).await.unwrap();
+    assert_eq!(after_status.data["status"], json!({ "phase": "Ready", "observedGeneration": 1 }));
+    assert_eq!(after_status.data["spec"], json!({ "size": 1, "colour": "blue" }));
+    assert_eq!(after_status.metadata.generation, Some(1), "a status change does not bump the generation");
 
     // Through the main resource, only spec changes, and the generation moves.
     let spec_patch = json!({ "spec": { "size": 2 }, "status": { "phase": "Overwritten" } });
-    let after_spec = api
-        .patch("w", &PatchParams::default(), &Patch::Merge(&spec_patch))
-        .await
-        .unwrap();
-    assert_eq!(
-        after_spec.metadata.generation,
-        Some(2),
-        "a spec change bumps the generation"
-    );
+    let after_spec = api.patch("w", &PatchParams::default(), &Patch::Merge(&spec_patch)).await.unwrap();
+    assert_eq!(after_spec.metadata.generation, Some(2), "a spec change bumps the generation");
     assert_eq!(after_spec.data["spec"]["size"], 2);
     assert_eq!(after_spec.data["status"]["phase"], "Ready");
 
     let stored = api.get("w").await.unwrap();
     assert_eq!(stored.data["spec"], json!({ "size": 2, "colour": "blue" }));
-    assert_eq!(
-        stored.data["status"],
-        json!({ "phase": "Ready", "observedGeneration": 1 })
-    );
+    assert_eq!(stored.data["status"], json!({ "phase": "Ready", "observedGeneration": 1 }));
 
     // The schema is enforced: size has a minimum of 1.
     let invalid = json!({ "spec": { "size": 0 } });
-    let status = api_error(
-        api.patch("w", &PatchParams::default(), &Patch::Merge(&invalid))
-            .await,
-    );
+    let status = api_error(api.patch("w", &PatchParams::default(), &Patch::Merge(&invalid)).await);
     assert_eq!(status.code, 422, "{status:?}");
 }
 
-fn managed_by<'a>(
-    entries: &'a [ManagedFieldsEntry],
-    manager: &str,
-) -> Option<&'a ManagedFieldsEntry> {
-    entries
-        .iter()
-        .find(|e| e.manager.as_deref() == Some(manager))
+fn managed_by<'a>(entries: &'a [ManagedFieldsEntry], manager: &str) -> Option<&'a ManagedFieldsEntry> {
+    entries.iter().find(|e| e.manager.as_deref() == Some(manager))
 }
 
 fn owns(entry: &ManagedFieldsEntry, path: &[&str]) -> bool {
@@ -150,11 +109,7 @@ async fn secret_server_side_apply_tracks_field_owners() {
     };
 
     let created = secrets
-        .patch(
-            "credentials",
-            &PatchParams::apply("ispcert-a"),
-            &Patch::Apply(secret("a", "alice")),
-        )
+        .patch("credentials", &PatchParams::apply("ispcert-a"), &Patch::Apply(secret("a", "alice")))
         .await
         .unwrap();
     let read = secrets.get("credentials").await.unwrap();
@@ -163,18 +118,11 @@ async fn secret_server_side_apply_tracks_field_owners() {
     let managed = read.metadata.managed_fields.clone().unwrap_or_default();
     let a = managed_by(&managed, "ispcert-a").expect("ispcert-a is a field manager");
     assert_eq!(a.operation.as_deref(), Some("Apply"));
-    assert!(
-        owns(a, &["f:data", "f:username"]) && owns(a, &["f:metadata", "f:labels", "f:owner"]),
-        "{a:?}"
-    );
+    assert!(owns(a, &["f:data", "f:username"]) && owns(a, &["f:metadata", "f:labels", "f:owner"]), "{a:?}");
 
     // The same manager updates its own fields freely.
     let updated = secrets
-        .patch(
-            "credentials",
-            &PatchParams::apply("ispcert-a"),
-            &Patch::Apply(secret("a", "alice2")),
-        )
+        .patch("credentials", &PatchParams::apply("ispcert-a"), &Patch::Apply(secret("a", "alice2")))
         .await
         .unwrap();
     assert_eq!(updated.data.as_ref().unwrap()["username"].0, b"alice2");
@@ -184,33 +132,14 @@ async fn secret_server_side_apply_tracks_field_owners() {
         "apiVersion": "v1", "kind": "Secret",
         "metadata": { "name": "credentials", "labels": { "owner": "b" } },
     });
-    let conflict = api_error(
-        secrets
-            .patch(
-                "credentials",
-                &PatchParams::apply("ispcert-b"),
-                &Patch::Apply(&label_only),
-            )
-            .await,
-    );
-    assert_eq!(
-        (conflict.code, conflict.reason.as_str()),
-        (409, "Conflict"),
-        "{conflict:?}"
-    );
-    assert!(
-        conflict.message.contains("ispcert-a"),
-        "{}",
-        conflict.message
-    );
+    let conflict =
+        api_error(secrets.patch("credentials", &PatchParams::apply("ispcert-b"), &Patch::Apply(&label_only)).await);
+    assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"), "{conflict:?}");
+    assert!(conflict.message.contains("ispcert-a"), "{}", conflict.message);
 
     // Forcing takes the field over; the first manager keeps what it still alone sets.
     let forced = secrets
-        .patch(
-            "credentials",
-            &PatchParams::apply("ispcert-b").force(),
-            &Patch::Apply(&label_only),
-        )
+        .patch("credentials", &PatchParams::apply("ispcert-b").force(), &Patch::Apply(&label_only))
         .await
         .unwrap();
     assert_eq!(forced.metadata.labels.as_ref().unwrap()["owner"], "b");
@@ -229,19 +158,10 @@ async fn every_namespace_is_new_and_labelled() {
     let first = cp.create_namespace("same").await.unwrap();
     let second = cp.create_namespace("same").await.unwrap();
     assert_ne!(first, second);
-    assert!(
-        first.starts_with("same-") && second.starts_with("same-"),
-        "{first} {second}"
-    );
+    assert!(first.starts_with("same-") && second.starts_with("same-"), "{first} {second}");
     let namespaces: Api<Namespace> = Api::all(cp.client().await.unwrap());
     for name in [first, second] {
-        let labels = namespaces
-            .get(&name)
-            .await
-            .unwrap()
-            .metadata
-            .labels
-            .unwrap_or_default();
+        let labels = namespaces.get(&name).await.unwrap().metadata.labels.unwrap_or_default();
         assert!(labels.contains_key(testbed::NAMESPACE_LABEL), "{labels:?}");
     }
 }
@@ -250,18 +170,10 @@ async fn every_namespace_is_new_and_labelled() {
 async fn kubeconfig_file_reaches_the_pinned_api_server_as_admin() {
     let cp = control_plane().await;
     let kubeconfig = kube::config::Kubeconfig::read_from(cp.kubeconfig_path()).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .unwrap();
-    assert_eq!(
-        config.cluster_url.to_string().trim_end_matches('/'),
-        cp.server_url()
-    );
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.unwrap();
+    assert_eq!(config.cluster_url.to_string().trim_end_matches('/'), cp.server_url());
     let client = kube::Client::try_from(config).unwrap();
-    assert_eq!(
-        client.apiserver_version().await.unwrap().git_version,
-        "v1.36.3"
-    );
+    assert_eq!(client.apiserver_version().await.unwrap().git_version, "v1.36.3");
     // Admin: may do anything, cluster-wide.
     let review = json!({
         "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
@@ -283,12 +195,7 @@ fn processes_mentioning(marker: &Path) -> Vec<String> {
     std::fs::read_dir("/proc")
         .unwrap()
         .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .chars()
-                .all(|c| c.is_ascii_digit())
-        })
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
         .filter(|cmdline| cmdline.contains(&marker))
@@ -302,9 +209,7 @@ fn write_script(path: &Path, body: &str) {
 
 /// A bin dir holding the real binaries (linked) except where a test replaces one.
 async fn bin_dir_with_real_binaries() -> tempfile::TempDir {
-    let real = testbed::default_bin_dir()
-        .await
-        .expect("the real binaries are available");
+    let real = testbed::default_bin_dir().await.expect("the real binaries are available");
     let dir = tempfile::tempdir().unwrap();
     for name in ["etcd", "kube-apiserver"] {
         std::os::unix::fs::symlink(real.join(name), dir.path().join(name)).unwrap();
@@ -324,25 +229,11 @@ fn options(bin_dir: &Path, work_dir: &Path, start_timeout: Duration) -> Options 
 #[tokio::test]
 async fn a_missing_bin_dir_is_named() {
     let missing = Path::new("/nonexistent/ispcert-k8s-bin");
-    let err = ControlPlane::start(Options {
-        bin_dir: Some(missing.into()),
-        ..Options::default()
-    })
-    .await
-    .unwrap_err();
+    let err = ControlPlane::start(Options { bin_dir: Some(missing.into()), ..Options::default() }).await.unwrap_err();
     let message = err.to_string();
-    assert!(
-        matches!(err, TestbedError::MissingBinary { name: "etcd", .. }),
-        "{message}"
-    );
-    assert!(
-        message.contains("/nonexistent/ispcert-k8s-bin/etcd"),
-        "{message}"
-    );
-    assert!(
-        message.contains("hack/k8s-binaries"),
-        "says how to get it: {message}"
-    );
+    assert!(matches!(err, TestbedError::MissingBinary { name: "etcd", .. }), "{message}");
+    assert!(message.contains("/nonexistent/ispcert-k8s-bin/etcd"), "{message}");
+    assert!(message.contains("hack/k8s-binaries"), "says how to get it: {message}");
 }
 
 #[tokio::test]
@@ -354,29 +245,12 @@ async fn a_crashing_etcd_is_reported_with_its_last_log_lines() {
         "for i in $(seq 1 30); do echo \"etcd log line $i\"; done\necho 'fatal: simulated crash: cannot open database' >&2\nexit 1\n",
     );
     write_script(&bin.path().join("kube-apiserver"), "exit 1\n");
-    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(30)))
-        .await
-        .unwrap_err();
+    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(30))).await.unwrap_err();
     let message = err.to_string();
-    assert!(
-        matches!(
-            err,
-            TestbedError::ComponentExited {
-                component: "etcd",
-                ..
-            }
-        ),
-        "{message}"
-    );
+    assert!(matches!(err, TestbedError::ComponentExited { component: "etcd", .. }), "{message}");
     assert!(message.contains("exit status: 1"), "{message}");
-    assert!(
-        message.contains("simulated crash") && message.contains("etcd log line 30"),
-        "{message}"
-    );
-    assert!(
-        !message.contains("etcd log line 11\n"),
-        "only the last lines: {message}"
-    );
+    assert!(message.contains("simulated crash") && message.contains("etcd log line 30"), "{message}");
+    assert!(!message.contains("etcd log line 11\n"), "only the last lines: {message}");
     assert!(processes_mentioning(work.path()).is_empty());
 }
 
@@ -389,33 +263,12 @@ async fn a_crashing_api_server_stops_its_etcd_and_shows_its_log() {
         &bin.path().join("kube-apiserver"),
         "echo 'E0101 run.go:72] \"command failed\" err=\"simulated: unable to load server certificate\"' >&2\nexit 1\n",
     );
-    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(60)))
-        .await
-        .unwrap_err();
+    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(60))).await.unwrap_err();
     let message = err.to_string();
-    assert!(
-        matches!(
-            err,
-            TestbedError::ComponentExited {
-                component: "kube-apiserver",
-                ..
-            }
-        ),
-        "{message}"
-    );
-    assert!(
-        message.contains("unable to load server certificate"),
-        "{message}"
-    );
-    assert_eq!(
-        processes_mentioning(work.path()),
-        Vec::<String>::new(),
-        "etcd was stopped"
-    );
-    assert!(
-        work.path().join("logs/etcd.log").exists(),
-        "a given work dir keeps its logs"
-    );
+    assert!(matches!(err, TestbedError::ComponentExited { component: "kube-apiserver", .. }), "{message}");
+    assert!(message.contains("unable to load server certificate"), "{message}");
+    assert_eq!(processes_mentioning(work.path()), Vec::<String>::new(), "etcd was stopped");
+    assert!(work.path().join("logs/etcd.log").exists(), "a given work dir keeps its logs");
 }
 
 #[tokio::test]
@@ -423,24 +276,12 @@ async fn an_api_server_that_never_gets_ready_times_out_and_is_killed() {
     let bin = bin_dir_with_real_binaries().await;
     let work = tempfile::tempdir().unwrap();
     std::fs::remove_file(bin.path().join("kube-apiserver")).unwrap();
-    write_script(
-        &bin.path().join("kube-apiserver"),
-        "echo 'pretending to start'\nwhile :; do sleep 1; done\n",
-    );
-    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(10)))
-        .await
-        .unwrap_err();
+    write_script(&bin.path().join("kube-apiserver"), "echo 'pretending to start'\nwhile :; do sleep 1; done\n");
+    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(10))).await.unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, TestbedError::Timeout { .. }), "{message}");
-    assert!(
-        message.contains("kube-apiserver /healthz") && message.contains("pretending to start"),
-        "{message}"
-    );
-    assert_eq!(
-        processes_mentioning(work.path()),
-        Vec::<String>::new(),
-        "nothing is left running"
-    );
+    assert!(message.contains("kube-apiserver /healthz") && message.contains("pretending to start"), "{message}");
+    assert_eq!(processes_mentioning(work.path()), Vec::<String>::new(), "nothing is left running");
 }
 
 /// An etcd wrapper that, while `taken` lists a port, adds a client URL on that port (which the
@@ -472,20 +313,12 @@ async fn a_port_taken_at_start_is_retried_with_other_ports() {
         .await
         .expect("starts on the second try");
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 2);
-    assert!(
-        std::fs::read_to_string(work.path().join("logs/etcd.log"))
-            .unwrap()
-            .contains("address already in use")
-    );
+    assert!(std::fs::read_to_string(work.path().join("logs/etcd.log")).unwrap().contains("address already in use"));
     let namespaces: Api<Namespace> = Api::all(cp.client().await.unwrap());
     assert!(namespaces.get_opt("default").await.unwrap().is_some());
 
     drop(cp);
-    assert_eq!(
-        processes_mentioning(work.path()),
-        Vec::<String>::new(),
-        "dropping stops both processes"
-    );
+    assert_eq!(processes_mentioning(work.path()), Vec::<String>::new(), "dropping stops both processes");
 }
 
 #[tokio::test]
@@ -497,26 +330,10 @@ async fn a_port_that_stays_taken_gives_a_clear_error() {
     let real_etcd = std::fs::read_link(bin.path().join("etcd")).unwrap();
     let runs = etcd_colliding(bin.path(), &real_etcd, port, u32::MAX);
 
-    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(60)))
-        .await
-        .unwrap_err();
+    let err = ControlPlane::start(options(bin.path(), work.path(), Duration::from_secs(60))).await.unwrap_err();
     let message = err.to_string();
-    assert!(
-        matches!(
-            err,
-            TestbedError::PortInUse {
-                component: "etcd",
-                attempts: 3,
-                ..
-            }
-        ),
-        "{message}"
-    );
-    assert!(
-        message.contains(&format!("127.0.0.1:{port}"))
-            && message.contains("address already in use"),
-        "{message}"
-    );
+    assert!(matches!(err, TestbedError::PortInUse { component: "etcd", attempts: 3, .. }), "{message}");
+    assert!(message.contains(&format!("127.0.0.1:{port}")) && message.contains("address already in use"), "{message}");
     assert_eq!(std::fs::read_to_string(&runs).unwrap().lines().count(), 3);
     assert_eq!(processes_mentioning(work.path()), Vec::<String>::new());
 }
@@ -537,14 +354,8 @@ async fn a_crd_the_api_server_rejects_is_named_with_the_reason() {
     let err = cp.install_crds(dir.path()).await.unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, TestbedError::Crd { .. }), "{message}");
-    assert!(
-        message.contains("broken.yaml") && message.contains("rejected"),
-        "{message}"
-    );
-    assert!(
-        message.contains("not-a-type"),
-        "the API server's reason is kept: {message}"
-    );
+    assert!(message.contains("broken.yaml") && message.contains("rejected"), "{message}");
+    assert!(message.contains("not-a-type"), "the API server's reason is kept: {message}");
 }
 
 #[tokio::test]

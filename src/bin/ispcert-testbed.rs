@@ -6,9 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
-use ispcert::testbed::{
-    ControlPlane, DetachedState, Options, TestbedError, stop_detached_control_plane,
-};
+use ispcert::testbed::{ControlPlane, DetachedState, Options, TestbedError, stop_detached_control_plane};
 
 #[derive(Parser)]
 #[command(about = "A local kube-apiserver and etcd in the background, for demos and manual tests")]
@@ -59,16 +57,12 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()))
         .init();
     let result = match cli.command {
-        Command::Up {
-            state,
-            crds,
-            start_timeout,
-        } => up(&state.state_dir, crds, Duration::from_secs(start_timeout)).await,
+        Command::Up { state, crds, start_timeout } => {
+            up(&state.state_dir, crds, Duration::from_secs(start_timeout)).await
+        }
         Command::Env { state } => env(&state.state_dir).await,
         Command::Down { state, grace } => down(&state.state_dir, Duration::from_secs(grace)),
     };
@@ -81,47 +75,28 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn up(
-    state_dir: &Path,
-    crds: Option<PathBuf>,
-    start_timeout: Duration,
-) -> Result<(), TestbedError> {
+async fn up(state_dir: &Path, crds: Option<PathBuf>, start_timeout: Duration) -> Result<(), TestbedError> {
     let state_dir = absolute(state_dir)?;
     match DetachedState::load(&state_dir) {
         Ok(Some(state)) if state.is_healthy().await => {
-            eprintln!(
-                "ispcert-testbed: already up at {} (state in {})",
-                state.server_url,
-                state_dir.display()
-            );
+            eprintln!("ispcert-testbed: already up at {} (state in {})", state.server_url, state_dir.display());
             print_export(&state.kubeconfig);
             return Ok(());
         }
         Ok(None) if !state_dir.exists() => {}
         // A dead or half-written control plane: clear it away and start afresh.
         _ => {
-            eprintln!(
-                "ispcert-testbed: clearing a stale control plane in {}",
-                state_dir.display()
-            );
+            eprintln!("ispcert-testbed: clearing a stale control plane in {}", state_dir.display());
             stop_detached_control_plane(&state_dir, Duration::from_secs(5))?;
         }
     }
     let crd_dirs = match crds {
         Some(dir) => vec![dir],
-        None => [PathBuf::from("crds")]
-            .into_iter()
-            .filter(|d| d.is_dir())
-            .collect(),
+        None => [PathBuf::from("crds")].into_iter().filter(|d| d.is_dir()).collect(),
     };
     let started = Instant::now();
-    let options = Options {
-        work_dir: Some(state_dir.clone()),
-        crd_dirs,
-        detach: true,
-        start_timeout,
-        ..Options::default()
-    };
+    let options =
+        Options { work_dir: Some(state_dir.clone()), crd_dirs, detach: true, start_timeout, ..Options::default() };
     let control_plane = ControlPlane::start(options).await?;
     let state = DetachedState::of(&control_plane);
     if let Err(e) = state.save(&state_dir) {
@@ -149,10 +124,7 @@ async fn env(state_dir: &Path) -> Result<(), TestbedError> {
         }
         Some(state) => Err(TestbedError::State {
             path: state_dir.join(ispcert::testbed::STATE_FILE),
-            reason: format!(
-                "the control plane at {} is not running or not healthy; run `up`",
-                state.server_url
-            ),
+            reason: format!("the control plane at {} is not running or not healthy; run `up`", state.server_url),
         }),
         None => Err(TestbedError::State {
             path: state_dir.join(ispcert::testbed::STATE_FILE),
@@ -164,33 +136,22 @@ async fn env(state_dir: &Path) -> Result<(), TestbedError> {
 fn down(state_dir: &Path, grace: Duration) -> Result<(), TestbedError> {
     let state_dir = absolute(state_dir)?;
     if stop_detached_control_plane(&state_dir, grace)? {
-        eprintln!(
-            "ispcert-testbed: stopped the control plane in {}",
-            state_dir.display()
-        );
+        eprintln!("ispcert-testbed: stopped the control plane in {}", state_dir.display());
     } else {
-        eprintln!(
-            "ispcert-testbed: no control plane was running in {}",
-            state_dir.display()
-        );
+        eprintln!("ispcert-testbed: no control plane was running in {}", state_dir.display());
     }
     Ok(())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, TestbedError> {
-    std::path::absolute(path).map_err(|e| TestbedError::Io {
-        context: format!("resolving {}", path.display()),
-        source: e,
-    })
+    std::path::absolute(path)
+        .map_err(|e| TestbedError::Io { context: format!("resolving {}", path.display()), source: e })
 }
 
 /// Quoted for the shell only when needed, so the common case stays copy-pasteable as is.
 fn print_export(kubeconfig: &Path) {
     let path = kubeconfig.display().to_string();
-    if path
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c))
-    {
+    if path.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+:@".contains(c)) {
         println!("export KUBECONFIG={path}");
     } else {
         println!("export KUBECONFIG='{}'", path.replace('\'', r"'\''"));

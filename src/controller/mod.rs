@@ -123,7 +123,11 @@ pub async fn run(
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let cluster_issuers = Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), watcher::Config::default());
+    let cluster_issuer_watch = match &settings.cluster_issuer_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let cluster_issuers = Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), cluster_issuer_watch.clone());
     let shared = Arc::new(Shared {
         client: client.clone(),
         http: crate::billing::http_pool(settings.billing_timeout),
@@ -218,7 +222,7 @@ pub async fn run(
                 })
                 .watches(
                     Api::<ClusterIspIssuer>::all(client.clone()),
-                    watcher::Config::default(),
+                    cluster_issuer_watch.clone(),
                     move |i: ClusterIspIssuer| cluster_map(i.name_any(), None),
                 )
                 .graceful_shutdown_on(stop(shutdown.clone()))

@@ -9,6 +9,9 @@ pub struct Settings {
     pub namespaces: Vec<String>,
     /// The operator's own namespace: `ClusterIspIssuer` credentials are read only from here.
     pub operator_namespace: String,
+    /// A label selector limiting the `ClusterIspIssuer`s this operator serves, so that several
+    /// operators (one per tenant, or per test) can share a cluster without fighting over them.
+    pub cluster_issuer_selector: Option<String>,
     /// How often one list call refreshes the state of an account's pending orders.
     pub poll_interval: Duration,
     /// First and longest wait of the per-object backoff after a failure.
@@ -33,6 +36,7 @@ impl Default for Settings {
         Settings {
             namespaces: vec![],
             operator_namespace: "ispcert-system".into(),
+            cluster_issuer_selector: None,
             poll_interval: Duration::from_secs(30),
             backoff_min: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),

@@ -71,8 +71,11 @@ pub struct IspCertificateSpec {
     /// Additional domains, for multi-domain products only. Changing them reissues the
     /// certificate for free, up to the number of domains paid for.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(n, n.matches('^(\\\\*\\\\.)?([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\\\\.)+[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$'))").message("every altNames entry must be a DNS name"))]
-    #[schemars(length(max = 100), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(
+        length(max = 100),
+        inner(length(min = 1, max = 253), pattern(r"^([A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?$")),
+        extend("x-kubernetes-list-type" = "set")
+    )]
     pub alt_names: Vec<String>,
 
     /// For multi-domain orders on products whose addon code the catalog does not know.
@@ -107,6 +110,7 @@ pub struct IspCertificateSpec {
     /// certificate, and reissues it for free with its own key when needed. Cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,20}$')").message("orderId must be the billing's numeric certificate id"))]
+    #[schemars(length(max = 20))]
     pub order_id: Option<String>,
 
     /// The `kubernetes.io/tls` Secret to write, in this namespace.
@@ -249,9 +253,11 @@ pub struct CsrSecretRef {
     pub name: String,
     /// Key of the PEM CSR. Defaults to `tls.csr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub csr_key: Option<String>,
     /// Key of the PEM private key. Defaults to `tls.key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub key_key: Option<String>,
 }
 

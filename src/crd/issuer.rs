@@ -23,6 +23,7 @@ pub struct IssuerSpec {
     /// BILLmanager installations (for example `https://api-eu.ispmanager.com/billmgr`) work too.
     /// Must be http(s) without credentials or query.
     #[serde(default = "default_url")]
+    #[schemars(length(max = 512))]
     #[x_kube(validation = Rule::new("self.matches('^https?://[^/@?#\\\\s]+(/[^?#\\\\s]*)?$')").message("url must be an http(s) URL without credentials, query or fragment, e.g. https://api.ispmanager.com/billmgr"))]
     pub url: String,
 
@@ -55,12 +56,15 @@ pub struct CredentialsSecretRef {
     /// `IspIssuer`, the operator's namespace for a `ClusterIspIssuer`. Accepted only so that a
     /// manifest naming it gets a clear answer instead of a silent prune.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub namespace: Option<String>,
     /// Key of the account email in the Secret. Defaults to `email`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub email_key: Option<String>,
     /// Key of the password in the Secret. Defaults to `password`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
     pub password_key: Option<String>,
 }
 
@@ -90,9 +94,11 @@ pub struct ContactSpec {
     #[schemars(length(min = 1, max = 100))]
     pub title: String,
     /// Email address.
+    #[schemars(length(max = 254))]
     #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+\\\\.[^@\\\\s]+$')").message("email must look like name@example.com"))]
     pub email: String,
     /// Phone number in international format, for example `+7 495 1234567`.
+    #[schemars(length(max = 30))]
     #[x_kube(validation = Rule::new("self.matches('^\\\\+?[0-9 ()-]{5,30}$')").message("phone must be digits, optionally with + ( ) - and spaces"))]
     pub phone: String,
 }
@@ -103,27 +109,34 @@ pub struct ContactSpec {
 pub struct SubjectSpec {
     /// Two-letter ISO 3166 country code put in CSRs the operator makes (`C`), for example `RU`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Z]{2}$')").message("country must be a two-letter upper-case ISO code such as RU"))]
     pub country: Option<String>,
     /// The billing's numeric country id (`field_country`; 182 is Russia), needed when the billing
     /// makes the key. `ispcert countries` lists them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 5))]
     #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,5}$')").message("countryId must be the billing's numeric country id, e.g. 182"))]
     pub country_id: Option<String>,
     /// State or region (`ST`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub state: Option<String>,
     /// City (`L`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub locality: Option<String>,
     /// Organization (`O`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub organization: Option<String>,
     /// Department (`OU`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub organizational_unit: Option<String>,
     /// Email address of the subject (`emailAddress`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
     pub email: Option<String>,
 }
 

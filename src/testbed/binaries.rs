@@ -49,9 +49,7 @@ async fn default_dir_and_source() -> Result<(PathBuf, String), TestbedError> {
     // remembered, so a later caller tries again (and reports the error again).
     static BUILT: OnceCell<PathBuf> = OnceCell::const_new();
     let script = repo_root().join("hack/k8s-binaries");
-    let dir = BUILT
-        .get_or_try_init(|| run_build_script(&script, &[]))
-        .await?;
+    let dir = BUILT.get_or_try_init(|| run_build_script(&script, &[])).await?;
     Ok((dir.clone(), format!("printed by {}", script.display())))
 }
 
@@ -63,22 +61,14 @@ pub(crate) async fn resolve(explicit: Option<&Path>) -> Result<Binaries, Testbed
     };
     let find = |name: &'static str| {
         let path = dir.join(name);
-        let executable =
-            std::fs::metadata(&path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        let executable = std::fs::metadata(&path).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
         if executable.unwrap_or(false) {
             Ok(path)
         } else {
-            Err(TestbedError::MissingBinary {
-                name,
-                path,
-                source_of_dir: source_of_dir.clone(),
-            })
+            Err(TestbedError::MissingBinary { name, path, source_of_dir: source_of_dir.clone() })
         }
     };
-    Ok(Binaries {
-        etcd: find("etcd")?,
-        apiserver: find("kube-apiserver")?,
-    })
+    Ok(Binaries { etcd: find("etcd")?, apiserver: find("kube-apiserver")? })
 }
 
 /// Runs `hack/k8s-binaries` and returns the directory it prints on its last line.
@@ -86,17 +76,11 @@ pub(crate) async fn resolve(explicit: Option<&Path>) -> Result<Binaries, Testbed
 /// Its progress (stderr) is passed through to our stderr as it comes: a cold build takes minutes
 /// and should not look like a hang. It is written with `io::stderr()` rather than `eprintln!`,
 /// which libtest would capture until the test ends.
-pub(crate) async fn run_build_script(
-    script: &Path,
-    env: &[(OsString, OsString)],
-) -> Result<PathBuf, TestbedError> {
+pub(crate) async fn run_build_script(script: &Path, env: &[(OsString, OsString)]) -> Result<PathBuf, TestbedError> {
     let fail = |reason: String, lines: &VecDeque<String>| TestbedError::BinariesScript {
         script: script.to_path_buf(),
         reason,
-        output_tail: tail_lines(
-            &lines.iter().cloned().collect::<Vec<_>>().join("\n"),
-            LOG_TAIL_LINES,
-        ),
+        output_tail: tail_lines(&lines.iter().cloned().collect::<Vec<_>>().join("\n"), LOG_TAIL_LINES),
     };
     let mut child = tokio::process::Command::new(script)
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -106,14 +90,8 @@ pub(crate) async fn run_build_script(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| fail(format!("could not run it: {e}"), &VecDeque::new()))?;
-    let mut stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| fail("no stdout pipe".into(), &VecDeque::new()))?;
-    let stderr = child
-        .stderr
-        .take()
-        .ok_or_else(|| fail("no stderr pipe".into(), &VecDeque::new()))?;
+    let mut stdout = child.stdout.take().ok_or_else(|| fail("no stdout pipe".into(), &VecDeque::new()))?;
+    let stderr = child.stderr.take().ok_or_else(|| fail("no stderr pipe".into(), &VecDeque::new()))?;
 
     let mut last_lines = VecDeque::new();
     let mut printed = String::new();
@@ -128,18 +106,14 @@ pub(crate) async fn run_build_script(
                 last_lines.push_back(line);
             }
         };
-        let (_, _, status) =
-            tokio::join!(forward, stdout.read_to_string(&mut printed), child.wait());
+        let (_, _, status) = tokio::join!(forward, stdout.read_to_string(&mut printed), child.wait());
         status
     };
     let status = match tokio::time::timeout(BUILD_TIMEOUT, run).await {
         Ok(Ok(status)) => status,
         Ok(Err(e)) => return Err(fail(format!("waiting for it failed: {e}"), &last_lines)),
         Err(_) => {
-            return Err(fail(
-                format!("no result after {} minutes", BUILD_TIMEOUT.as_secs() / 60),
-                &last_lines,
-            ));
+            return Err(fail(format!("no result after {} minutes", BUILD_TIMEOUT.as_secs() / 60), &last_lines));
         }
     };
     for line in printed.lines() {
@@ -161,24 +135,10 @@ mod tests {
     /// A PATH holding only what the script needs besides Go, so "Go missing" is real wherever the
     /// test runs (Go may live in /usr/bin on another machine).
     fn path_without_go(dir: &Path) -> OsString {
-        for tool in [
-            "bash",
-            "dirname",
-            "cat",
-            "sha256sum",
-            "cut",
-            "mkdir",
-            "env",
-            "grep",
-            "tail",
-            "date",
-            "mktemp",
-            "rm",
-        ] {
-            let found = ["/usr/bin", "/bin"]
-                .iter()
-                .map(|d| Path::new(d).join(tool))
-                .find(|p| p.exists());
+        for tool in
+            ["bash", "dirname", "cat", "sha256sum", "cut", "mkdir", "env", "grep", "tail", "date", "mktemp", "rm"]
+        {
+            let found = ["/usr/bin", "/bin"].iter().map(|d| Path::new(d).join(tool)).find(|p| p.exists());
             if let Some(target) = found {
                 std::os::unix::fs::symlink(target, dir.join(tool)).unwrap();
             }
@@ -192,19 +152,11 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let env = [
             (OsString::from("PATH"), path_without_go(tools.path())),
-            (
-                OsString::from("ISPCERT_CACHE_DIR"),
-                cache.path().as_os_str().to_owned(),
-            ),
+            (OsString::from("ISPCERT_CACHE_DIR"), cache.path().as_os_str().to_owned()),
         ];
-        let err = run_build_script(&repo_root().join("hack/k8s-binaries"), &env)
-            .await
-            .unwrap_err();
+        let err = run_build_script(&repo_root().join("hack/k8s-binaries"), &env).await.unwrap_err();
         let message = err.to_string();
-        assert!(
-            matches!(err, TestbedError::BinariesScript { .. }),
-            "{message}"
-        );
+        assert!(matches!(err, TestbedError::BinariesScript { .. }), "{message}");
         assert!(message.contains("hack/k8s-binaries failed"), "{message}");
         assert!(message.contains("Go is not installed"), "{message}");
     }
@@ -225,15 +177,9 @@ mod tests {
         std::fs::set_permissions(&go, std::fs::Permissions::from_mode(0o755)).unwrap();
         let env = [
             (OsString::from("PATH"), path),
-            (
-                OsString::from("ISPCERT_CACHE_DIR"),
-                cache.path().as_os_str().to_owned(),
-            ),
+            (OsString::from("ISPCERT_CACHE_DIR"), cache.path().as_os_str().to_owned()),
         ];
-        let message = run_build_script(&repo_root().join("hack/k8s-binaries"), &env)
-            .await
-            .unwrap_err()
-            .to_string();
+        let message = run_build_script(&repo_root().join("hack/k8s-binaries"), &env).await.unwrap_err().to_string();
         assert!(message.contains("no such host"), "{message}");
         assert!(message.contains("Go module proxy"), "{message}");
     }
@@ -242,10 +188,7 @@ mod tests {
     async fn a_bin_dir_without_binaries_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let message = resolve(Some(dir.path())).await.unwrap_err().to_string();
-        assert!(
-            message.contains(&dir.path().join("etcd").display().to_string()),
-            "{message}"
-        );
+        assert!(message.contains(&dir.path().join("etcd").display().to_string()), "{message}");
         assert!(message.contains("Options::bin_dir"), "{message}");
     }
 }

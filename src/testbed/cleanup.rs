@@ -22,10 +22,7 @@ struct Registry {
     dirs: Vec<PathBuf>,
 }
 
-static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
-    groups: Vec::new(),
-    dirs: Vec::new(),
-});
+static REGISTRY: Mutex<Registry> = Mutex::new(Registry { groups: Vec::new(), dirs: Vec::new() });
 static HOOK: Once = Once::new();
 
 fn with_registry(f: impl FnOnce(&mut Registry)) {
@@ -33,9 +30,7 @@ fn with_registry(f: impl FnOnce(&mut Registry)) {
         // SAFETY: registering a plain `extern "C" fn` with no arguments is what atexit expects.
         unsafe { libc::atexit(run_at_exit) };
     });
-    let mut registry = REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut registry = REGISTRY.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     f(&mut registry);
 }
 
@@ -98,17 +93,14 @@ pub(crate) fn pid_alive(pid: i32) -> bool {
         return false;
     }
     // SAFETY: signal 0 only checks for existence and permission.
-    let exists = unsafe { libc::kill(pid, 0) } == 0
-        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    let exists =
+        unsafe { libc::kill(pid, 0) } == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
     if !exists {
         return false;
     }
     // A zombie still answers kill(0) but will never do anything again.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rsplit_once(')')
-            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
-            .unwrap_or(true),
+        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(true),
         Err(_) => false,
     }
 }
@@ -164,12 +156,8 @@ mod tests {
     #[test]
     fn sweep_removes_dirs_of_dead_owners_only() {
         let parent = tempfile::tempdir().unwrap();
-        let dead = parent
-            .path()
-            .join(format!("{TEMP_PREFIX}{}-x", i32::MAX - 1));
-        let alive = parent
-            .path()
-            .join(format!("{TEMP_PREFIX}{}-y", std::process::id()));
+        let dead = parent.path().join(format!("{TEMP_PREFIX}{}-x", i32::MAX - 1));
+        let alive = parent.path().join(format!("{TEMP_PREFIX}{}-y", std::process::id()));
         let unrelated = parent.path().join("unrelated-1-z");
         for d in [&dead, &alive, &unrelated] {
             std::fs::create_dir(d).unwrap();

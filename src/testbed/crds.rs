@@ -23,44 +23,30 @@ const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// several documents). Anything that is not a CustomResourceDefinition is an error, so that a
 /// manifest put in the wrong directory is noticed rather than skipped.
 pub(crate) fn read_dir(dir: &Path) -> Result<Vec<CrdFile>, TestbedError> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| TestbedError::io(format!("reading CRD directory {}", dir.display()), e))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| TestbedError::io(format!("reading CRD directory {}", dir.display()), e))?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
-        })
+        .filter(|p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
         .collect();
     files.sort();
     let mut crds = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| TestbedError::io(format!("reading {}", file.display()), e))?;
+        let text =
+            std::fs::read_to_string(&file).map_err(|e| TestbedError::io(format!("reading {}", file.display()), e))?;
         for document in serde_yaml::Deserializer::from_str(&text) {
-            let invalid = |reason: String| TestbedError::Crd {
-                path: file.clone(),
-                reason,
-            };
-            let value =
-                serde_yaml::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
+            let invalid = |reason: String| TestbedError::Crd { path: file.clone(), reason };
+            let value = serde_yaml::Value::deserialize(document).map_err(|e| invalid(e.to_string()))?;
             if value.is_null() {
                 continue;
             }
-            let kind = value
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .unwrap_or("<none>");
+            let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("<none>");
             if kind != "CustomResourceDefinition" {
-                return Err(invalid(format!(
-                    "holds a {kind}, not a CustomResourceDefinition"
-                )));
+                return Err(invalid(format!("holds a {kind}, not a CustomResourceDefinition")));
             }
-            let crd: CustomResourceDefinition =
-                serde_yaml::from_value(value).map_err(|e| invalid(e.to_string()))?;
+            let crd: CustomResourceDefinition = serde_yaml::from_value(value).map_err(|e| invalid(e.to_string()))?;
             if crd.metadata.name.is_none() {
-                return Err(invalid(
-                    "a CustomResourceDefinition without metadata.name".into(),
-                ));
+                return Err(invalid("a CustomResourceDefinition without metadata.name".into()));
             }
             crds.push((file.clone(), crd));
         }
@@ -84,12 +70,10 @@ pub(crate) async fn install(
     let mut names = Vec::new();
     for (path, crd) in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
-        api.patch(&name, &params, &Patch::Apply(crd))
-            .await
-            .map_err(|e| TestbedError::Crd {
-                path: path.clone(),
-                reason: format!("the API server rejected it: {e}"),
-            })?;
+        api.patch(&name, &params, &Patch::Apply(crd)).await.map_err(|e| TestbedError::Crd {
+            path: path.clone(),
+            reason: format!("the API server rejected it: {e}"),
+        })?;
         names.push(name);
     }
     let started = Instant::now();
@@ -100,18 +84,12 @@ pub(crate) async fn install(
         for version in crd.spec.versions.iter().filter(|v| v.served) {
             let group_version = format!("{}/{}", crd.spec.group, version.name);
             let plural = &crd.spec.names.plural;
-            poll(
-                &format!("discovery of {plural} in {group_version}"),
-                started,
-                deadline,
-                apiserver_log,
-                || async {
-                    match client.list_api_group_resources(&group_version).await {
-                        Ok(list) => Ok(list.resources.iter().any(|r| &r.name == plural)),
-                        Err(_) => Ok(false), // 404 until the group is served
-                    }
-                },
-            )
+            poll(&format!("discovery of {plural} in {group_version}"), started, deadline, apiserver_log, || async {
+                match client.list_api_group_resources(&group_version).await {
+                    Ok(list) => Ok(list.resources.iter().any(|r| &r.name == plural)),
+                    Err(_) => Ok(false), // 404 until the group is served
+                }
+            })
             .await?;
         }
     }
@@ -126,33 +104,19 @@ async fn wait_established(
     deadline: Instant,
     apiserver_log: &Path,
 ) -> Result<(), TestbedError> {
-    poll(
-        &format!("CRD {name} to be Established"),
-        started,
-        deadline,
-        apiserver_log,
-        || async {
-            let Ok(crd) = api.get(name).await else {
-                return Ok(false);
-            };
-            let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
-            if let Some(rejected) = conditions
-                .iter()
-                .find(|c| c.type_ == "NamesAccepted" && c.status == "False")
-            {
-                return Err(TestbedError::Crd {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "names not accepted: {}",
-                        rejected.message.as_deref().unwrap_or("no message")
-                    ),
-                });
-            }
-            Ok(conditions
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True"))
-        },
-    )
+    poll(&format!("CRD {name} to be Established"), started, deadline, apiserver_log, || async {
+        let Ok(crd) = api.get(name).await else {
+            return Ok(false);
+        };
+        let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+        if let Some(rejected) = conditions.iter().find(|c| c.type_ == "NamesAccepted" && c.status == "False") {
+            return Err(TestbedError::Crd {
+                path: path.to_path_buf(),
+                reason: format!("names not accepted: {}", rejected.message.as_deref().unwrap_or("no message")),
+            });
+        }
+        Ok(conditions.iter().any(|c| c.type_ == "Established" && c.status == "True"))
+    })
     .await
 }
 
@@ -200,40 +164,21 @@ mod tests {
                  \x20 versions: [{{name: v1, served: true, storage: true, schema: {{openAPIV3Schema: {{type: object}}}}}}]\n"
             )
         };
-        std::fs::write(
-            dir.path().join("b.yaml"),
-            format!("{}---\n{}", crd("bs"), crd("cs")),
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("b.yaml"), format!("{}---\n{}", crd("bs"), crd("cs"))).unwrap();
         std::fs::write(dir.path().join("a.yml"), format!("---\n{}", crd("as"))).unwrap();
         std::fs::write(dir.path().join("README.md"), "not a manifest").unwrap();
-        let names: Vec<String> = read_dir(dir.path())
-            .unwrap()
-            .into_iter()
-            .filter_map(|(_, c)| c.metadata.name)
-            .collect();
-        assert_eq!(
-            names,
-            ["as.example.com", "bs.example.com", "cs.example.com"]
-        );
+        let names: Vec<String> =
+            read_dir(dir.path()).unwrap().into_iter().filter_map(|(_, c)| c.metadata.name).collect();
+        assert_eq!(names, ["as.example.com", "bs.example.com", "cs.example.com"]);
 
-        std::fs::write(
-            dir.path().join("c.yaml"),
-            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n",
-        )
-        .unwrap();
+        std::fs::write(dir.path().join("c.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").unwrap();
         let message = read_dir(dir.path()).unwrap_err().to_string();
-        assert!(
-            message.contains("c.yaml") && message.contains("holds a ConfigMap"),
-            "{message}"
-        );
+        assert!(message.contains("c.yaml") && message.contains("holds a ConfigMap"), "{message}");
     }
 
     #[test]
     fn a_missing_directory_is_named() {
-        let message = read_dir(Path::new("/nonexistent/crds"))
-            .unwrap_err()
-            .to_string();
+        let message = read_dir(Path::new("/nonexistent/crds")).unwrap_err().to_string();
         assert!(message.contains("/nonexistent/crds"), "{message}");
     }
 }

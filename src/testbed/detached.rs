@@ -46,10 +46,8 @@ impl DetachedState {
     /// Writes `<dir>/state.json`.
     pub fn save(&self, dir: &Path) -> Result<(), TestbedError> {
         let path = dir.join(STATE_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| TestbedError::State {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| TestbedError::State { path: path.clone(), reason: e.to_string() })?;
         write_private(&path, &text)
     }
 
@@ -59,10 +57,7 @@ impl DetachedState {
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
-                .map_err(|e| TestbedError::State {
-                    path,
-                    reason: format!("unreadable ({e}); run `down` to clean up"),
-                }),
+                .map_err(|e| TestbedError::State { path, reason: format!("unreadable ({e}); run `down` to clean up") }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(TestbedError::io(format!("reading {}", path.display()), e)),
         }
@@ -70,10 +65,8 @@ impl DetachedState {
 
     /// Whether both processes are still ours and running and the API server answers `/healthz`.
     pub async fn is_healthy(&self) -> bool {
-        let ours = |pid: u32| {
-            super::cleanup::pid_alive(pid as i32)
-                && process::cmdline_mentions(pid as i32, &self.work_dir)
-        };
+        let ours =
+            |pid: u32| super::cleanup::pid_alive(pid as i32) && process::cmdline_mentions(pid as i32, &self.work_dir);
         if !ours(self.etcd_pid) || !ours(self.apiserver_pid) {
             return false;
         }
@@ -90,10 +83,7 @@ impl DetachedState {
 /// Stops the control plane recorded in `state_dir` (SIGTERM, SIGKILL after `grace`) and removes
 /// its files: the state file and the work dir entries, then the dir itself if that left it empty.
 /// Idempotent; returns whether any process was running.
-pub fn stop_detached_control_plane(
-    state_dir: &Path,
-    grace: Duration,
-) -> Result<bool, TestbedError> {
+pub fn stop_detached_control_plane(state_dir: &Path, grace: Duration) -> Result<bool, TestbedError> {
     let mut was_running = false;
     // An unreadable state file still gets its files removed; there is just nothing to signal.
     if let Ok(Some(state)) = DetachedState::load(state_dir) {
@@ -103,11 +93,7 @@ pub fn stop_detached_control_plane(
     }
     for entry in WORK_DIR_ENTRIES.iter().chain([&STATE_FILE]) {
         let path = state_dir.join(entry);
-        let removed = if path.is_dir() {
-            std::fs::remove_dir_all(&path)
-        } else {
-            std::fs::remove_file(&path)
-        };
+        let removed = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         match removed {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

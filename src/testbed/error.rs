@@ -151,17 +151,11 @@ impl std::fmt::Debug for TestbedError {
 
 impl TestbedError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        TestbedError::Io {
-            context: context.into(),
-            source,
-        }
+        TestbedError::Io { context: context.into(), source }
     }
 
     pub(crate) fn kube(context: impl Into<String>, source: kube::Error) -> Self {
-        TestbedError::Kube {
-            context: context.into(),
-            source,
-        }
+        TestbedError::Kube { context: context.into(), source }
     }
 }
 
@@ -171,11 +165,7 @@ pub(crate) fn tail_lines(text: &str, n: usize) -> String {
     if lines.is_empty() {
         return "    (empty)".to_string();
     }
-    lines[lines.len().saturating_sub(n)..]
-        .iter()
-        .map(|l| format!("    {l}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines[lines.len().saturating_sub(n)..].iter().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
 }
 
 /// The last lines of a log file; a file that cannot be read says so instead.

@@ -15,12 +15,10 @@ pub(crate) fn write_private(path: &Path, contents: &str) -> Result<(), TestbedEr
         .mode(0o600)
         .open(path)
         .map_err(|e| TestbedError::io(format!("creating {}", path.display()), e))?;
-    file.write_all(contents.as_bytes())
-        .map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
+    file.write_all(contents.as_bytes()).map_err(|e| TestbedError::io(format!("writing {}", path.display()), e))
 }
 
 /// Creates a directory (and its parents) or says which one could not be made.
 pub(crate) fn create_dir(path: &Path) -> Result<(), TestbedError> {
-    std::fs::create_dir_all(path)
-        .map_err(|e| TestbedError::io(format!("creating {}", path.display()), e))
+    std::fs::create_dir_all(path).map_err(|e| TestbedError::io(format!("creating {}", path.display()), e))
 }

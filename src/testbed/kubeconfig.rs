@@ -39,25 +39,16 @@ pub(crate) fn render(server_url: &str, pki: &Pki) -> String {
 /// Writes the kubeconfig and returns it parsed, checking that what kubectl reads is what we use.
 pub(crate) fn write(path: &Path, text: &str) -> Result<Kubeconfig, TestbedError> {
     write_private(path, text)?;
-    Kubeconfig::read_from(path).map_err(|e| TestbedError::Kubeconfig {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    Kubeconfig::read_from(path)
+        .map_err(|e| TestbedError::Kubeconfig { path: path.to_path_buf(), reason: e.to_string() })
 }
 
 /// A new client for a kubeconfig. Each call builds its own: a `kube::Client` is bound to the tokio
 /// runtime it was first used on, and every `#[tokio::test]` has its own runtime.
-pub(crate) async fn client(
-    kubeconfig: &Kubeconfig,
-    path: &Path,
-) -> Result<kube::Client, TestbedError> {
-    let invalid = |reason: String| TestbedError::Kubeconfig {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
-            .await
-            .map_err(|e| invalid(e.to_string()))?;
+pub(crate) async fn client(kubeconfig: &Kubeconfig, path: &Path) -> Result<kube::Client, TestbedError> {
+    let invalid = |reason: String| TestbedError::Kubeconfig { path: path.to_path_buf(), reason };
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig.clone(), &KubeConfigOptions::default())
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
     kube::Client::try_from(config).map_err(|e| invalid(e.to_string()))
 }

@@ -66,19 +66,8 @@ impl Launcher<'_> {
 
     /// One attempt at starting both processes on `ports`. Dropping a returned error's processes kills
     /// them, so a failed attempt leaves nothing running.
-    async fn attempt(
-        &self,
-        ports: &Ports,
-        https: &reqwest::Client,
-    ) -> Result<(Proc, Proc), Attempt> {
-        let Launcher {
-            binaries,
-            work,
-            pki,
-            detach,
-            started,
-            deadline,
-        } = *self;
+    async fn attempt(&self, ports: &Ports, https: &reqwest::Client) -> Result<(Proc, Proc), Attempt> {
+        let Launcher { binaries, work, pki, detach, started, deadline } = *self;
         let data_dir = work.join("etcd");
         // A previous attempt's data remembers other peer URLs.
         if data_dir.exists() {
@@ -98,18 +87,11 @@ impl Launcher<'_> {
             // Throw-away data: fsync only costs time.
             "--unsafe-no-fsync=true".to_string(),
         ];
-        let mut etcd = process::spawn(
-            "etcd",
-            &binaries.etcd,
-            &etcd_args,
-            &work.join("logs/etcd.log"),
-            detach,
-        )?;
+        let mut etcd = process::spawn("etcd", &binaries.etcd, &etcd_args, &work.join("logs/etcd.log"), detach)?;
         let http = ready::http_client()?;
-        let etcd_ready = ready::wait_for(&mut etcd, "etcd /health", started, deadline, || {
-            ready::etcd_healthy(&http, &etcd_url)
-        })
-        .await;
+        let etcd_ready =
+            ready::wait_for(&mut etcd, "etcd /health", started, deadline, || ready::etcd_healthy(&http, &etcd_url))
+                .await;
         if let Err(e) = etcd_ready {
             return Err(port_or_failure(&etcd, e));
         }
@@ -133,10 +115,7 @@ impl Launcher<'_> {
             "--disable-admission-plugins=ServiceAccount".to_string(),
             format!("--service-account-issuer={server_url}/"),
             format!("--service-account-key-file={}", pki.sa_public.display()),
-            format!(
-                "--service-account-signing-key-file={}",
-                pki.sa_private.display()
-            ),
+            format!("--service-account-signing-key-file={}", pki.sa_private.display()),
         ];
         let mut apiserver = process::spawn(
             "kube-apiserver",
@@ -145,13 +124,9 @@ impl Launcher<'_> {
             &work.join("logs/kube-apiserver.log"),
             detach,
         )?;
-        let apiserver_ready = ready::wait_for(
-            &mut apiserver,
-            "kube-apiserver /healthz",
-            started,
-            deadline,
-            || ready::apiserver_healthy(https, &server_url),
-        )
+        let apiserver_ready = ready::wait_for(&mut apiserver, "kube-apiserver /healthz", started, deadline, || {
+            ready::apiserver_healthy(https, &server_url)
+        })
         .await;
         if let Err(e) = apiserver_ready {
             return Err(port_or_failure(&apiserver, e));
@@ -181,21 +156,12 @@ pub(crate) struct Ports {
 impl Ports {
     fn pick() -> Result<Ports, TestbedError> {
         // All three listeners are held at once so that the ports differ.
-        let bind = || {
-            TcpListener::bind("127.0.0.1:0")
-                .map_err(|e| TestbedError::io("finding a free loopback port", e))
-        };
+        let bind = || TcpListener::bind("127.0.0.1:0").map_err(|e| TestbedError::io("finding a free loopback port", e));
         let (a, b, c) = (bind()?, bind()?, bind()?);
         let port = |l: &TcpListener| {
-            l.local_addr()
-                .map(|a| a.port())
-                .map_err(|e| TestbedError::io("finding a free loopback port", e))
+            l.local_addr().map(|a| a.port()).map_err(|e| TestbedError::io("finding a free loopback port", e))
         };
-        Ok(Ports {
-            etcd_client: port(&a)?,
-            etcd_peer: port(&b)?,
-            apiserver: port(&c)?,
-        })
+        Ok(Ports { etcd_client: port(&a)?, etcd_peer: port(&b)?, apiserver: port(&c)? })
     }
 
     pub fn etcd_url(&self) -> String {
@@ -209,10 +175,6 @@ impl Ports {
 
 impl std::fmt::Display for Ports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "etcd client {}, etcd peer {}, kube-apiserver {}",
-            self.etcd_client, self.etcd_peer, self.apiserver
-        )
+        write!(f, "etcd client {}, etcd peer {}, kube-apiserver {}", self.etcd_client, self.etcd_peer, self.apiserver)
     }
 }

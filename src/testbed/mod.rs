@@ -45,8 +45,7 @@ use process::Proc;
 use workdir::WorkDir;
 
 /// Layout of a work dir. `ispcert-testbed down` removes exactly these entries.
-pub(crate) const WORK_DIR_ENTRIES: [&str; 5] =
-    [KUBECONFIG_FILE, "pki", "etcd", "apiserver-certs", "logs"];
+pub(crate) const WORK_DIR_ENTRIES: [&str; 5] = [KUBECONFIG_FILE, "pki", "etcd", "apiserver-certs", "logs"];
 const KUBECONFIG_FILE: &str = "kubeconfig";
 
 /// Label put on every namespace made by [`ControlPlane::create_namespace`].
@@ -119,29 +118,18 @@ impl ControlPlane {
         tracing::debug!(elapsed = ?started.elapsed(), "certificates made");
         fsutil::create_dir(&work.path.join("logs"))?;
 
-        let launcher = Launcher {
-            binaries: &binaries,
-            work: &work.path,
-            pki: &pki,
-            detach: opts.detach,
-            started,
-            deadline,
-        };
+        let launcher =
+            Launcher { binaries: &binaries, work: &work.path, pki: &pki, detach: opts.detach, started, deadline };
         let (mut etcd, mut apiserver, ports) = launcher.launch().await?;
 
         let server_url = ports.server_url();
         let kubeconfig_path = work.path.join(KUBECONFIG_FILE);
-        let kubeconfig =
-            kubeconfig::write(&kubeconfig_path, &kubeconfig::render(&server_url, &pki))?;
+        let kubeconfig = kubeconfig::write(&kubeconfig_path, &kubeconfig::render(&server_url, &pki))?;
         let client = kubeconfig::client(&kubeconfig, &kubeconfig_path).await?;
         let namespaces: Api<Namespace> = Api::all(client.clone());
-        ready::wait_for(
-            &mut apiserver,
-            "the default namespace",
-            started,
-            deadline,
-            || async { matches!(namespaces.get_opt("default").await, Ok(Some(_))) },
-        )
+        ready::wait_for(&mut apiserver, "the default namespace", started, deadline, || async {
+            matches!(namespaces.get_opt("default").await, Ok(Some(_)))
+        })
         .await?;
         tracing::debug!(elapsed = ?started.elapsed(), "default namespace exists");
 
@@ -154,15 +142,7 @@ impl ControlPlane {
             work.keep();
         }
         tracing::info!(elapsed = ?started.elapsed(), server = %server_url, work_dir = %work.path.display(), "control plane ready");
-        Ok(ControlPlane {
-            apiserver,
-            etcd,
-            kubeconfig,
-            kubeconfig_path,
-            server_url,
-            etcd_url: ports.etcd_url(),
-            work,
-        })
+        Ok(ControlPlane { apiserver, etcd, kubeconfig, kubeconfig_path, server_url, etcd_url: ports.etcd_url(), work })
     }
 
     /// A new admin client (`system:masters`). Make one per test: clients are tied to the tokio
@@ -215,9 +195,7 @@ impl ControlPlane {
         let created = Api::<Namespace>::all(client)
             .create(&PostParams::default(), &namespace)
             .await
-            .map_err(|e| {
-                TestbedError::kube(format!("creating a namespace with prefix {prefix:?}"), e)
-            })?;
+            .map_err(|e| TestbedError::kube(format!("creating a namespace with prefix {prefix:?}"), e))?;
         Ok(created.metadata.name.unwrap_or_default())
     }
 

@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
 };
 
 use super::TestbedError;
@@ -28,23 +27,16 @@ pub(crate) struct Pki {
 
 fn ca_params(common_name: &str) -> Result<CertificateParams, rcgen::Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, common_name);
+    params.distinguished_name.push(DnType::CommonName, common_name);
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
     Ok(params)
 }
 
 /// Makes a serving CA and a serving certificate for `localhost`/`127.0.0.1`, a client CA and an
 /// admin client certificate in `system:masters`, and a service-account signing key pair.
 pub(crate) fn generate(dir: &Path) -> Result<Pki, TestbedError> {
-    std::fs::create_dir_all(dir)
-        .map_err(|e| TestbedError::io(format!("creating {}", dir.display()), e))?;
+    std::fs::create_dir_all(dir).map_err(|e| TestbedError::io(format!("creating {}", dir.display()), e))?;
 
     let serving_ca_key = KeyPair::generate()?;
     let serving_ca_params = ca_params("ispcert-testbed serving CA")?;
@@ -52,11 +44,8 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki, TestbedError> {
     let serving_issuer = Issuer::new(serving_ca_params, &serving_ca_key);
 
     let serving_key = KeyPair::generate()?;
-    let mut serving =
-        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
-    serving
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
+    let mut serving = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])?;
+    serving.distinguished_name.push(DnType::CommonName, "localhost");
     serving.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let serving_cert = serving.signed_by(&serving_key, &serving_issuer)?;
@@ -69,12 +58,8 @@ pub(crate) fn generate(dir: &Path) -> Result<Pki, TestbedError> {
     // The API server maps O to groups; system:masters bypasses RBAC, which is what an admin is.
     let admin_key = KeyPair::generate()?;
     let mut admin = CertificateParams::new(Vec::<String>::new())?;
-    admin
-        .distinguished_name
-        .push(DnType::CommonName, "ispcert-testbed-admin");
-    admin
-        .distinguished_name
-        .push(DnType::OrganizationName, "system:masters");
+    admin.distinguished_name.push(DnType::CommonName, "ispcert-testbed-admin");
+    admin.distinguished_name.push(DnType::OrganizationName, "system:masters");
     admin.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     admin.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     let admin_cert = admin.signed_by(&admin_key, &client_issuer)?;
@@ -118,18 +103,12 @@ mod tests {
         let pki = generate(dir.path()).unwrap();
         let admin_der = parse(&pki.admin_cert_pem);
         let (_, admin) = X509Certificate::from_der(&admin_der).unwrap();
-        let orgs: Vec<&str> = admin
-            .subject()
-            .iter_organization()
-            .map(|o| o.as_str().unwrap())
-            .collect();
+        let orgs: Vec<&str> = admin.subject().iter_organization().map(|o| o.as_str().unwrap()).collect();
         assert_eq!(orgs, ["system:masters"]);
 
         let client_ca_der = parse(&std::fs::read_to_string(&pki.client_ca).unwrap());
         let (_, client_ca) = X509Certificate::from_der(&client_ca_der).unwrap();
-        admin
-            .verify_signature(Some(client_ca.public_key()))
-            .expect("signed by the client CA");
+        admin.verify_signature(Some(client_ca.public_key())).expect("signed by the client CA");
     }
 
     #[test]
@@ -138,11 +117,7 @@ mod tests {
         let pki = generate(dir.path()).unwrap();
         let der = parse(&std::fs::read_to_string(&pki.serving_cert).unwrap());
         let (_, cert) = X509Certificate::from_der(&der).unwrap();
-        let san = cert
-            .subject_alternative_name()
-            .unwrap()
-            .expect("SAN present")
-            .value;
+        let san = cert.subject_alternative_name().unwrap().expect("SAN present").value;
         let dns: Vec<&str> = san
             .general_names
             .iter()
@@ -161,9 +136,7 @@ mod tests {
             .collect();
         assert_eq!(dns, ["localhost"]);
         assert_eq!(ips, [&[127u8, 0, 0, 1][..]]);
-        let mode = std::os::unix::fs::PermissionsExt::mode(
-            &std::fs::metadata(&pki.serving_key).unwrap().permissions(),
-        );
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&pki.serving_key).unwrap().permissions());
         assert_eq!(mode & 0o077, 0, "private keys are not readable by others");
     }
 }

@@ -30,27 +30,19 @@ fn spawn_from_keeper_thread(cmd: Command) -> io::Result<Child> {
         let mut slot = SPAWNER.lock().unwrap_or_else(|p| p.into_inner());
         if slot.is_none() {
             let (tx, rx) = mpsc::channel::<SpawnRequest>();
-            std::thread::Builder::new()
-                .name("testbed-spawner".into())
-                .spawn(move || {
-                    // The sender lives in a static, so this loop (and thread) ends only with the process.
-                    for (mut cmd, reply) in rx {
-                        let _ = reply.send(cmd.spawn());
-                    }
-                })?;
+            std::thread::Builder::new().name("testbed-spawner".into()).spawn(move || {
+                // The sender lives in a static, so this loop (and thread) ends only with the process.
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })?;
             *slot = Some(tx);
         }
-        slot.as_ref()
-            .cloned()
-            .ok_or_else(|| io::Error::other("spawner thread missing"))?
+        slot.as_ref().cloned().ok_or_else(|| io::Error::other("spawner thread missing"))?
     };
     let (reply_tx, reply_rx) = mpsc::channel();
-    sender
-        .send((cmd, reply_tx))
-        .map_err(|_| io::Error::other("spawner thread is gone"))?;
-    reply_rx
-        .recv()
-        .map_err(|_| io::Error::other("spawner thread did not answer"))?
+    sender.send((cmd, reply_tx)).map_err(|_| io::Error::other("spawner thread is gone"))?;
+    reply_rx.recv().map_err(|_| io::Error::other("spawner thread did not answer"))?
 }
 
 /// One running component: its child handle and its log file. Killed (with its process group) when
@@ -78,21 +70,11 @@ pub(crate) fn spawn(
         .open(log)
         .map_err(|e| TestbedError::io(format!("opening {}", log.display()), e))?;
     // Retries append to the same log; a header keeps the attempts apart.
-    let _ = writeln!(
-        log_file,
-        "=== ispcert-testbed: {} {}",
-        program.display(),
-        args.join(" ")
-    );
-    let stderr = log_file
-        .try_clone()
-        .map_err(|e| TestbedError::io(format!("opening {}", log.display()), e))?;
+    let _ = writeln!(log_file, "=== ispcert-testbed: {} {}", program.display(), args.join(" "));
+    let stderr = log_file.try_clone().map_err(|e| TestbedError::io(format!("opening {}", log.display()), e))?;
 
     let mut cmd = Command::new(program);
-    cmd.args(args)
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(stderr);
+    cmd.args(args).stdin(Stdio::null()).stdout(log_file).stderr(stderr);
 
     let spawned = if detach {
         // SAFETY: setsid is async-signal-safe; it makes the child a session and group leader,
@@ -112,14 +94,7 @@ pub(crate) fn spawn(
         cmd.process_group(0);
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) == -1
-                {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) == -1 {
                     return Err(io::Error::last_os_error());
                 }
                 // If the parent died before prctl, the signal will never come: give up now.
@@ -131,21 +106,11 @@ pub(crate) fn spawn(
         }
         spawn_from_keeper_thread(cmd)
     };
-    let child = spawned.map_err(|source| TestbedError::Spawn {
-        component,
-        path: program.to_path_buf(),
-        source,
-    })?;
+    let child = spawned.map_err(|source| TestbedError::Spawn { component, path: program.to_path_buf(), source })?;
     if !detach {
         cleanup::register_group(child.id() as i32);
     }
-    Ok(Proc {
-        component,
-        log: log.to_path_buf(),
-        child,
-        armed: true,
-        attached: !detach,
-    })
+    Ok(Proc { component, log: log.to_path_buf(), child, armed: true, attached: !detach })
 }
 
 impl Proc {
@@ -180,9 +145,7 @@ impl Proc {
 
     /// Whether its log says a port was taken.
     pub fn log_says_port_in_use(&self) -> bool {
-        std::fs::read_to_string(&self.log)
-            .map(|l| l.contains("address already in use"))
-            .unwrap_or(false)
+        std::fs::read_to_string(&self.log).map(|l| l.contains("address already in use")).unwrap_or(false)
     }
 }
 
@@ -249,10 +212,7 @@ mod tests {
         let log = dir.path().join("sleeper.log");
         let marker = dir.path().join("marker");
         // The shell forks a grandchild; killing only the shell would leave it running.
-        let args = vec![
-            "-c".to_string(),
-            format!("sleep 300 & echo started; wait # {}", marker.display()),
-        ];
+        let args = vec!["-c".to_string(), format!("sleep 300 & echo started; wait # {}", marker.display())];
         let proc = spawn("sleeper", Path::new("/bin/sh"), &args, &log, false).unwrap();
         let pid = proc.pid() as i32;
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -263,31 +223,21 @@ mod tests {
         let sleeper = find_child_of(pid).expect("sleep runs");
         drop(proc);
         assert!(!cleanup::pid_alive(pid));
-        assert!(
-            wait_gone(sleeper, Duration::from_secs(2)),
-            "the grandchild was killed with its group"
-        );
+        assert!(wait_gone(sleeper, Duration::from_secs(2)), "the grandchild was killed with its group");
     }
 
     #[test]
     fn stop_detached_refuses_a_process_that_is_not_ours() {
         // Our own pid does not mention this marker: it must not be signalled.
         let me = std::process::id();
-        assert!(!stop_detached(
-            me,
-            Path::new("/nonexistent/ispcert-marker"),
-            Duration::from_millis(10)
-        ));
+        assert!(!stop_detached(me, Path::new("/nonexistent/ispcert-marker"), Duration::from_millis(10)));
     }
 
     #[test]
     fn a_crashing_process_reports_its_log_tail() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("crash.log");
-        let args = vec![
-            "-c".to_string(),
-            "for i in $(seq 1 30); do echo line $i; done; exit 3".to_string(),
-        ];
+        let args = vec!["-c".to_string(), "for i in $(seq 1 30); do echo line $i; done; exit 3".to_string()];
         let mut proc = spawn("crasher", Path::new("/bin/sh"), &args, &log, false).unwrap();
         let deadline = Instant::now() + Duration::from_secs(5);
         let status = loop {
@@ -298,18 +248,9 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         };
         let message = proc.exited_error(status).to_string();
-        assert!(
-            message.contains("crasher exited during start-up"),
-            "{message}"
-        );
-        assert!(
-            message.contains("line 30") && message.contains("line 11"),
-            "{message}"
-        );
-        assert!(
-            !message.contains("line 10"),
-            "only the last 20 lines: {message}"
-        );
+        assert!(message.contains("crasher exited during start-up"), "{message}");
+        assert!(message.contains("line 30") && message.contains("line 11"), "{message}");
+        assert!(!message.contains("line 10"), "only the last 20 lines: {message}");
     }
 
     fn find_child_of(parent: i32) -> Option<i32> {
@@ -322,9 +263,8 @@ mod tests {
                 let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
                     continue;
                 };
-                let ppid = stat
-                    .rsplit_once(')')
-                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
+                let ppid =
+                    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
                 if ppid == Some(parent) {
                     return Some(pid);
                 }

@@ -28,9 +28,7 @@ where
         if let Some(status) = proc.exit_status() {
             return Err(proc.exited_error(status));
         }
-        let budget = deadline
-            .saturating_duration_since(Instant::now())
-            .min(PROBE_TIMEOUT);
+        let budget = deadline.saturating_duration_since(Instant::now()).min(PROBE_TIMEOUT);
         if tokio::time::timeout(budget, probe()).await.unwrap_or(false) {
             return Ok(());
         }
@@ -61,31 +59,19 @@ pub(crate) async fn etcd_healthy(http: &reqwest::Client, client_url: &str) -> bo
 /// kube-apiserver answers an anonymous `GET /healthz` with `ok` once its post-start hooks ran.
 pub(crate) async fn apiserver_healthy(https: &reqwest::Client, server_url: &str) -> bool {
     match https.get(format!("{server_url}/healthz")).send().await {
-        Ok(response) if response.status().is_success() => response
-            .text()
-            .await
-            .map(|body| body.trim() == "ok")
-            .unwrap_or(false),
+        Ok(response) if response.status().is_success() => {
+            response.text().await.map(|body| body.trim() == "ok").unwrap_or(false)
+        }
         _ => false,
     }
 }
 
 /// An HTTPS client that trusts only the test bed's serving CA.
 pub(crate) fn https_client(serving_ca_pem: &str) -> Result<reqwest::Client, TestbedError> {
-    let invalid = |e: reqwest::Error| {
-        TestbedError::io(
-            "building the readiness HTTP client",
-            std::io::Error::other(e),
-        )
-    };
+    let invalid = |e: reqwest::Error| TestbedError::io("building the readiness HTTP client", std::io::Error::other(e));
     let ca = reqwest::Certificate::from_pem(serving_ca_pem.as_bytes()).map_err(invalid)?;
     // no_proxy: an http(s)_proxy in the environment must not intercept loopback probes.
-    reqwest::Client::builder()
-        .no_proxy()
-        .tls_certs_only([ca])
-        .timeout(PROBE_TIMEOUT)
-        .build()
-        .map_err(invalid)
+    reqwest::Client::builder().no_proxy().tls_certs_only([ca]).timeout(PROBE_TIMEOUT).build().map_err(invalid)
 }
 
 /// A plain HTTP client for etcd's loopback client port.
@@ -94,10 +80,5 @@ pub(crate) fn http_client() -> Result<reqwest::Client, TestbedError> {
         .no_proxy()
         .timeout(PROBE_TIMEOUT)
         .build()
-        .map_err(|e| {
-            TestbedError::io(
-                "building the readiness HTTP client",
-                std::io::Error::other(e),
-            )
-        })
+        .map_err(|e| TestbedError::io("building the readiness HTTP client", std::io::Error::other(e)))
 }

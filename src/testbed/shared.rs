@@ -14,20 +14,10 @@ static SHARED: OnceCell<Result<ControlPlane, TestbedError>> = OnceCell::const_ne
 /// trying again. It is never dropped; its processes die with the test process (parent-death
 /// signal) and its work dir is removed at exit.
 pub async fn shared() -> Result<&'static ControlPlane, &'static TestbedError> {
-    SHARED
-        .get_or_init(|| ControlPlane::start(shared_options()))
-        .await
-        .as_ref()
+    SHARED.get_or_init(|| ControlPlane::start(shared_options())).await.as_ref()
 }
 
 fn shared_options() -> Options {
     let crds = binaries::repo_root().join("crds");
-    Options {
-        crd_dirs: if crds.is_dir() {
-            vec![crds]
-        } else {
-            Vec::new()
-        },
-        ..Options::default()
-    }
+    Options { crd_dirs: if crds.is_dir() { vec![crds] } else { Vec::new() }, ..Options::default() }
 }

@@ -17,23 +17,14 @@ impl WorkDir {
     pub fn prepare(given: Option<&Path>, detach: bool) -> Result<WorkDir, TestbedError> {
         if let Some(dir) = given {
             fsutil::create_dir(dir)?;
-            let path = dir
-                .canonicalize()
-                .map_err(|e| TestbedError::io(format!("resolving {}", dir.display()), e))?;
+            let path = dir.canonicalize().map_err(|e| TestbedError::io(format!("resolving {}", dir.display()), e))?;
             if let Some(existing) = WORK_DIR_ENTRIES.iter().find(|e| path.join(e).exists()) {
                 return Err(TestbedError::io(
-                    format!(
-                        "work dir {} already holds a control plane's {existing}",
-                        path.display()
-                    ),
+                    format!("work dir {} already holds a control plane's {existing}", path.display()),
                     std::io::Error::from(std::io::ErrorKind::AlreadyExists),
                 ));
             }
-            return Ok(WorkDir {
-                path,
-                temp: false,
-                remove_on_drop: false,
-            });
+            return Ok(WorkDir { path, temp: false, remove_on_drop: false });
         }
         let tmp = std::env::temp_dir();
         cleanup::sweep_stale_dirs(&tmp);
@@ -45,11 +36,7 @@ impl WorkDir {
         if !detach {
             cleanup::register_dir(&path);
         }
-        Ok(WorkDir {
-            path,
-            temp: true,
-            remove_on_drop: true,
-        })
+        Ok(WorkDir { path, temp: true, remove_on_drop: true })
     }
 
     /// Leaves the dir in place when dropped (the processes using it outlive us).
