@@ -139,6 +139,41 @@ pub async fn certificates(args: &AccountArgs) -> ExitCode {
     }
 }
 
+/// Prints subject, issuer, names and validity of every certificate in a PEM file.
+pub fn inspect(file: &std::path::Path) -> ExitCode {
+    use std::io::Read;
+    let mut text = Vec::new();
+    let read = if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut text).map(|_| ())
+    } else {
+        std::fs::read(file).map(|t| text = t)
+    };
+    if let Err(e) = read {
+        return fail(format!("cannot read {}: {e}", file.display()));
+    }
+    let ders = crate::pki::chain::certificates_in_pem(&text);
+    if ders.is_empty() {
+        return fail("no PEM certificate in the input");
+    }
+    for (i, der) in ders.iter().enumerate() {
+        match crate::pki::chain::CertInfo::from_der(der) {
+            Ok(c) => {
+                println!("certificate {}:", i + 1);
+                println!("  subject:    {}", c.subject);
+                println!("  issuer:     {}", c.issuer);
+                if !c.dns_names.is_empty() {
+                    println!("  names:      {}", c.dns_names.join(", "));
+                }
+                println!("  serial:     {}", c.serial);
+                println!("  not before: {}", c.not_before.strftime("%Y-%m-%d %H:%M:%S UTC"));
+                println!("  not after:  {}", c.not_after.strftime("%Y-%m-%d %H:%M:%S UTC"));
+            }
+            Err(e) => return fail(format!("certificate {} is not valid X.509: {e}", i + 1)),
+        }
+    }
+    ExitCode::SUCCESS
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

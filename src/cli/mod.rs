@@ -42,6 +42,12 @@ pub enum Command {
         #[arg(long, default_value = "alphassl")]
         product: String,
     },
+    /// Describe the certificates of a PEM file (`-` for stdin), such as a Secret's `tls.crt`.
+    Inspect {
+        /// The PEM file.
+        #[arg(default_value = "-")]
+        file: PathBuf,
+    },
     /// Check a billing account before deploying: login, API access from here, certificates.
     Account {
         #[command(subcommand)]
@@ -160,6 +166,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Countries { account: a, product } => account::countries(&a, &product).await,
+        Command::Inspect { file } => account::inspect(&file),
         Command::Account { command: AccountCommand::Check { account: a } } => account::check(&a).await,
         Command::Account { command: AccountCommand::Certificates { account: a } } => account::certificates(&a).await,
     }
