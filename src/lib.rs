@@ -2,3 +2,4 @@
 //! through the ispmanager billing API (BILLmanager).
 
 pub mod catalog;
+pub mod sim;
