@@ -583,11 +583,12 @@ fn reissues_follow_the_index_rules_of_each_form() {
         call(&s, RU, "certificate.reissue.step2", &manual, later),
         Answer::Ok { .. }
     ));
-    let c = &s.lock().certs[&id.parse::<u64>().unwrap()];
-    assert_eq!(
-        (c.reissues, c.current.crt_status(later)),
-        (3, crt::REQUESTED)
-    );
+    let (reissues, status) = {
+        let st = s.lock();
+        let c = &st.certs[&id.parse::<u64>().unwrap()];
+        (c.reissues, c.current.crt_status(later))
+    };
+    assert_eq!((reissues, status), (3, crt::REQUESTED));
     assert_eq!(s.lock().accounts[RU].counters.reissues, 3);
     assert_eq!(
         balance(&s, RU),
@@ -761,9 +762,13 @@ fn prolong_charges_extends_and_re_enrolls() {
         ),
         Answer::Ok { .. }
     ));
-    let c = &s.lock().certs[&id.parse::<u64>().unwrap()];
-    assert_eq!(c.expires, super::state::add_months(before, 24));
-    assert_eq!(c.statuses(later), (item::PROCESSING, crt::REQUESTED));
+    let (expires, statuses) = {
+        let st = s.lock();
+        let c = &st.certs[&id.parse::<u64>().unwrap()];
+        (c.expires, c.statuses(later))
+    };
+    assert_eq!(expires, super::state::add_months(before, 24));
+    assert_eq!(statuses, (item::PROCESSING, crt::REQUESTED));
     assert_eq!(
         balance(&s, RU),
         Money::from_units(100_000 - 2_490)
