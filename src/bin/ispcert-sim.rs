@@ -60,15 +60,15 @@ async fn main() -> std::io::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if !(args.issue_after.is_finite() && args.issue_after >= 0.0) {
+    let Ok(issue_after) = Duration::try_from_secs_f64(args.issue_after) else {
         eprintln!("--issue-after must be a number of seconds >= 0");
         std::process::exit(2);
-    }
+    };
     let mut addon_codes = default_addon_codes();
     addon_codes.extend(args.addons);
     let config = SimConfig {
         accounts: args.accounts,
-        issue_after: Duration::from_secs_f64(args.issue_after),
+        issue_after,
         validity: args.validity.map(Duration::from_secs),
         addon_codes,
         seed: args.seed,

@@ -290,6 +290,10 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
         }
     }
     let ca = ca::Ca::new().map_err(|e| std::io::Error::other(format!("simulated CA: {e}")))?;
+    // Far-future instants would overflow date arithmetic; ten years is "never" for any test.
+    let issue_after = config
+        .issue_after
+        .min(Duration::from_secs(10 * 365 * 24 * 3600));
     let validity = config
         .validity
         .unwrap_or(MAX_VALIDITY)
@@ -297,7 +301,7 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
         .max(Duration::from_secs(1));
     let (tx, rx) = watch::channel(false);
     let sim = Arc::new(Sim {
-        issue_after: to_chrono(config.issue_after),
+        issue_after: to_chrono(issue_after),
         validity: to_chrono(validity),
         seed: config.seed,
         admin: config.admin,
