@@ -1305,6 +1305,30 @@ async fn countries_sessions_basket_prolong_and_admin_controls() {
     assert_eq!(stats.account(RU).charged, Money::from_units(2 * 2_490));
     assert!(stats.account(RU).requests["certificate"] >= 1);
 
+    // An account that allows no authinfo access is refused with `access`, not `auth`.
+    admin.set_access_denied(EU, true).await.unwrap();
+    assert_eq!(
+        error_of(&call(&sim, EU, "certificate", &[]).await),
+        ("access".into(), "authinfo".into())
+    );
+    let wrong = client()
+        .post(sim.base_url())
+        .form(&[
+            ("authinfo", format!("{EU}:nope").as_str()),
+            ("out", "bjson"),
+            ("func", "certificate"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(&serde_json::from_slice(&wrong.bytes().await.unwrap()).unwrap()).0,
+        "auth"
+    );
+    assert!(admin.stats().await.unwrap().account(EU).access_denied);
+    admin.set_access_denied(EU, false).await.unwrap();
+    assert!(call(&sim, EU, "certificate", &[]).await["elem"].is_array());
+
     // Accounts at runtime, top-ups, counter resets.
     admin
         .add_account(&AccountSpec::new(

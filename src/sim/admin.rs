@@ -42,6 +42,8 @@ pub struct AccountStats {
     pub region: String,
     /// Authenticated requests per `func`.
     pub requests: BTreeMap<String, u64>,
+    /// Whether every request of the account is answered `access`.
+    pub access_denied: bool,
 }
 
 /// Counters of the whole simulator.
@@ -138,6 +140,7 @@ fn account_stats(a: &Account) -> AccountStats {
         currency: a.currency.clone(),
         region: a.region.as_str().to_owned(),
         requests: a.counters.requests.clone(),
+        access_denied: a.access_denied,
     }
 }
 
@@ -194,6 +197,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/certificates/{id}/issue-now", post(issue_now))
         .route("/_sim/accounts", post(add_account))
         .route("/_sim/accounts/{email}/top-up", post(top_up))
+        .route("/_sim/accounts/{email}/access", post(set_access))
         .route("/_sim/addon-codes", post(add_addon_code))
         .route(
             "/_sim/faults",
@@ -316,6 +320,25 @@ async fn top_up(State(sim): Shared, Path(email): Path<String>, Json(t): Json<Top
             }
             None => err(StatusCode::BAD_REQUEST, "balance out of range"),
         },
+        None => err(StatusCode::NOT_FOUND, format!("no account {email}")),
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct Access {
+    denied: bool,
+}
+
+async fn set_access(
+    State(sim): Shared,
+    Path(email): Path<String>,
+    Json(a): Json<Access>,
+) -> Response {
+    match sim.lock().accounts.get_mut(&email.to_ascii_lowercase()) {
+        Some(acct) => {
+            acct.access_denied = a.denied;
+            StatusCode::NO_CONTENT.into_response()
+        }
         None => err(StatusCode::NOT_FOUND, format!("no account {email}")),
     }
 }
@@ -477,6 +500,18 @@ impl AdminClient {
             .post_json(&format!("/_sim/accounts/{email}/top-up"), &TopUp { amount })
             .await?;
         Ok(serde_json::from_slice::<Balance>(&body)?.balance)
+    }
+
+    /// Makes every request of `email` fail with `access` (IP allow-list, two-factor login), or
+    /// lifts that.
+    pub async fn set_access_denied(&self, email: &str, denied: bool) -> Result<(), AdminError> {
+        let email: String = url::form_urlencoded::byte_serialize(email.as_bytes()).collect();
+        self.post_json(
+            &format!("/_sim/accounts/{email}/access"),
+            &Access { denied },
+        )
+        .await
+        .map(drop)
     }
 
     /// Makes the simulator accept `addon_<code>` for a price list.

@@ -59,6 +59,7 @@ pub(crate) fn auth(sim: &Sim, p: &Params) -> Answer {
     };
     let mut st = sim.lock();
     match st.check_password(user, password) {
+        Some(account) if st.access_denied(&account) => Refusal::access().into(),
         Some(account) => {
             let session = format!("{:032x}", rand::random::<u128>());
             st.open_session(account, session.clone());

@@ -138,6 +138,9 @@ fn process(sim: &Sim, func: &str, params: &Params, lang: Lang) -> (Answer, Optio
     let Some(account) = account else {
         return (Refusal::auth().into(), None);
     };
+    if sim.lock().access_denied(&account) {
+        return (Refusal::access().into(), Some(account));
+    }
     let answer = funcs::call(sim, &account, func, params, lang, chrono::Utc::now());
     if matches!(answer, Answer::Refused(_))
         && let Some(a) = sim.lock().accounts.get_mut(&account)

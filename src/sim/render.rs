@@ -74,6 +74,15 @@ impl Refusal {
         Refusal::new("auth", "", "Invalid username or password")
     }
 
+    /// Right credentials, but this way of access is not allowed for the account.
+    pub(crate) fn access() -> Self {
+        Refusal::new(
+            "access",
+            "authinfo",
+            "Access denied: the account allows API access only from listed IP addresses or requires two-factor login",
+        )
+    }
+
     /// An `elid` this account cannot use (unknown, another account's, or deleted). One answer for
     /// all three, so a caller cannot probe other accounts' ids.
     pub(crate) fn no_such_elid(elid: &str) -> Self {

@@ -352,6 +352,9 @@ pub(crate) struct Account {
     pub certs: Vec<u64>,
     pub filter: ListFilter,
     pub counters: Counters,
+    /// Answer `access` to every request of this account, as the billing does for an IP outside
+    /// the account's allow-list or a two-factor account using `authinfo`.
+    pub access_denied: bool,
 }
 
 struct Session {
@@ -458,9 +461,15 @@ impl State {
                 certs: Vec::new(),
                 filter: ListFilter::default(),
                 counters: Counters::default(),
+                access_denied: false,
             },
         );
         true
+    }
+
+    /// Whether the account behind `key` is refused with `access`.
+    pub(crate) fn access_denied(&self, key: &str) -> bool {
+        self.accounts.get(key).is_some_and(|a| a.access_denied)
     }
 
     /// The account key for `authinfo` credentials.
