@@ -468,7 +468,7 @@ async fn elids_of_other_accounts_unknown_or_deleted_are_refused() {
 
 #[tokio::test]
 async fn a_generated_multi_domain_globalsign_order_is_issued_as_a_zip_with_a_verifiable_chain() {
-    let sim = sim_with(Duration::from_millis(900), None).await;
+    let sim = sim_with(Duration::from_secs(3), None).await;
     let csr_form = call(
         &sim,
         RU,
@@ -528,7 +528,7 @@ async fn a_generated_multi_domain_globalsign_order_is_issued_as_a_zip_with_a_ver
     let v: Value =
         serde_json::from_slice(&download(&sim, RU, &id).await.bytes().await.unwrap()).unwrap();
     assert_eq!(error_of(&v), ("missed".into(), "file".into()));
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let row = &call(&sim, RU, "certificate", &[]).await["elem"][0];
     assert_eq!(
         (
