@@ -7,5 +7,6 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod pki;
+pub mod sim;
 pub mod testbed;
 pub mod time;
