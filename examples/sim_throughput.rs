@@ -14,13 +14,7 @@ const EMAIL: &str = "bench@example.com";
 const PASSWORD: &str = "bench";
 
 /// Runs `total` requests made by `make(i)` with `concurrency` workers; returns (requests/s, bytes).
-async fn drive<F>(
-    client: &reqwest::Client,
-    url: &str,
-    total: usize,
-    concurrency: usize,
-    make: F,
-) -> (f64, usize)
+async fn drive<F>(client: &reqwest::Client, url: &str, total: usize, concurrency: usize, make: F) -> (f64, usize)
 where
     F: Fn(usize) -> Vec<(String, String)> + Send + Sync + 'static,
 {
@@ -30,13 +24,8 @@ where
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..concurrency {
-        let (client, url, make, next, bytes) = (
-            client.clone(),
-            url.to_owned(),
-            Arc::clone(&make),
-            Arc::clone(&next),
-            Arc::clone(&bytes),
-        );
+        let (client, url, make, next, bytes) =
+            (client.clone(), url.to_owned(), Arc::clone(&make), Arc::clone(&next), Arc::clone(&bytes));
         workers.push(tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -47,11 +36,7 @@ where
                 let resp = client.post(&url).form(&form).send().await.expect("request");
                 assert!(resp.status().is_success());
                 let body = resp.bytes().await.expect("body");
-                assert!(
-                    !body.starts_with(b"{\"error\""),
-                    "{}",
-                    String::from_utf8_lossy(&body)
-                );
+                assert!(!body.starts_with(b"{\"error\""), "{}", String::from_utf8_lossy(&body));
                 bytes.fetch_add(body.len(), Ordering::Relaxed);
             }
         }));
@@ -124,51 +109,31 @@ async fn drive_raw(
 }
 
 fn base(func: &str) -> Vec<(String, String)> {
-    [
-        ("authinfo", format!("{EMAIL}:{PASSWORD}")),
-        ("out", "bjson".into()),
-        ("lang", "en".into()),
-        ("func", func.into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
+    [("authinfo", format!("{EMAIL}:{PASSWORD}")), ("out", "bjson".into()), ("lang", "en".into()), ("func", func.into())]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let orders = args.first().copied().unwrap_or(10_000);
     let lists = args.get(1).copied().unwrap_or(2_000);
     let config = SimConfig {
-        accounts: vec![AccountSpec::new(
-            EMAIL,
-            PASSWORD,
-            Money::from_units(1_000_000_000),
-            "RUB",
-        )],
+        accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000_000), "RUB")],
         issue_after: Duration::ZERO,
         ..SimConfig::default()
     };
-    let sim = start(config, "127.0.0.1:0".parse().unwrap())
-        .await
-        .expect("start");
+    let sim = start(config, "127.0.0.1:0".parse().unwrap()).await.expect("start");
     let url = sim.base_url();
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(64)
-        .build()
-        .unwrap();
+    let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
 
     // One client-made CSR, as the operator sends for crt_type=manual.
     let key = rcgen::KeyPair::generate().unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["bench.example.com".to_owned()]).unwrap();
     params.distinguished_name = rcgen::DistinguishedName::new();
-    params
-        .distinguished_name
-        .push(rcgen::DnType::CommonName, "bench.example.com");
+    params.distinguished_name.push(rcgen::DnType::CommonName, "bench.example.com");
     let csr = params.serialize_request(&key).unwrap().pem().unwrap();
     let mut order = base("certificate.order.param");
     for (k, v) in [
@@ -241,9 +206,7 @@ async fn main() {
     }
     let n = 2_000.min(orders);
     let (gen_rps, _) = drive(&client, &url, n, 16, move |_| generate.clone()).await;
-    println!(
-        "key + CSR (crt_type=generate): {n:>6} requests, concurrency 16: {gen_rps:>8.0} requests/s"
-    );
+    println!("key + CSR (crt_type=generate): {n:>6} requests, concurrency 16: {gen_rps:>8.0} requests/s");
 
     let (file_rps, _) = drive(&client, &url, n, 16, move |i| {
         let mut f = base("certificate.file");
@@ -252,8 +215,6 @@ async fn main() {
         f
     })
     .await;
-    println!(
-        "first downloads (signing): {n:>6} requests, concurrency 16: {file_rps:>8.0} requests/s"
-    );
+    println!("first downloads (signing): {n:>6} requests, concurrency 16: {file_rps:>8.0} requests/s");
     sim.shutdown().await;
 }

@@ -202,7 +202,9 @@ pub struct OrderRequest {
 }
 
 impl OrderRequest {
-    pub(crate) fn params(&self) -> Result<Vec<(String, String)>, BillingError> {
+    /// The form fields of the order (without `authinfo`, `out`, `lang` and `func`). Refuses
+    /// before anything is sent when the request cannot be valid.
+    pub fn params(&self) -> Result<Vec<(String, String)>, BillingError> {
         if self.common_name.trim().is_empty() {
             return Err(BillingError::InvalidRequest("the common name is empty".into()));
         }
