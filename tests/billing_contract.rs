@@ -268,7 +268,8 @@ async fn every_error_class_is_typed() {
     assert!(matches!(client_for(&sim, OTHER, "other-password").details(&id).await, Err(BillingError::NotFound { .. })));
 
     let admin = sim.admin();
-    let cases: Vec<(FaultKind, fn(&BillingError) -> bool)> = vec![
+    type Check = fn(&BillingError) -> bool;
+    let cases: Vec<(FaultKind, Check)> = vec![
         (FaultKind::Status { status: 502 }, |e| {
             matches!(e, BillingError::Transport { kind: TransportKind::Status(502), sent: true, .. })
         }),

@@ -5,9 +5,7 @@
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
-use ispcert::sim::{
-    AccountSpec, AddonCode, FaultKind, FaultSpec, Money, RunningSim, SimConfig, start,
-};
+use ispcert::sim::{AccountSpec, AddonCode, FaultKind, FaultSpec, Money, RunningSim, SimConfig, start};
 use serde_json::Value;
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
@@ -33,58 +31,33 @@ async fn sim() -> RunningSim {
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
 }
 
 /// POSTs a form as the client does: authinfo, out=bjson, lang=en, func and the parameters.
-async fn post(
-    sim: &RunningSim,
-    email: &str,
-    func: &str,
-    params: &[(&str, &str)],
-) -> reqwest::Response {
+async fn post(sim: &RunningSim, email: &str, func: &str, params: &[(&str, &str)]) -> reqwest::Response {
     let authinfo = format!("{email}:{PW}");
-    let mut form: Vec<(&str, &str)> = vec![
-        ("authinfo", &authinfo),
-        ("out", "bjson"),
-        ("lang", "en"),
-        ("func", func),
-    ];
+    let mut form: Vec<(&str, &str)> = vec![("authinfo", &authinfo), ("out", "bjson"), ("lang", "en"), ("func", func)];
     form.extend_from_slice(params);
-    client()
-        .post(sim.base_url())
-        .form(&form)
-        .send()
-        .await
-        .unwrap()
+    client().post(sim.base_url()).form(&form).send().await.unwrap()
 }
 
 async fn call(sim: &RunningSim, email: &str, func: &str, params: &[(&str, &str)]) -> Value {
     let r = post(sim, email, func, params).await;
     assert_eq!(r.status(), 200);
     let body = r.bytes().await.unwrap();
-    serde_json::from_slice(&body)
-        .unwrap_or_else(|e| panic!("{func}: {e}: {}", String::from_utf8_lossy(&body)))
+    serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{func}: {e}: {}", String::from_utf8_lossy(&body)))
 }
 
 fn error_of(v: &Value) -> (String, String) {
     let e = &v["error"];
     assert!(e.is_object(), "expected an error, got {v}");
-    (
-        e["type"].as_str().unwrap().to_owned(),
-        e["object"].as_str().unwrap().to_owned(),
-    )
+    (e["type"].as_str().unwrap().to_owned(), e["object"].as_str().unwrap().to_owned())
 }
 
 fn ok_id(v: &Value) -> String {
     assert_eq!(v["ok"], true, "{v}");
-    v["id"]["v"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no id in {v}"))
-        .to_owned()
+    v["id"]["v"].as_str().unwrap_or_else(|| panic!("no id in {v}")).to_owned()
 }
 
 async fn balance(sim: &RunningSim, email: &str) -> Money {
@@ -93,12 +66,9 @@ async fn balance(sim: &RunningSim, email: &str) -> Money {
 
 fn csr_for(names: &[&str]) -> (String, rcgen::KeyPair) {
     let key = rcgen::KeyPair::generate().unwrap();
-    let mut p =
-        rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
-            .unwrap();
+    let mut p = rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>()).unwrap();
     p.distinguished_name = rcgen::DistinguishedName::new();
-    p.distinguished_name
-        .push(rcgen::DnType::CommonName, names[0]);
+    p.distinguished_name.push(rcgen::DnType::CommonName, names[0]);
     (p.serialize_request(&key).unwrap().pem().unwrap(), key)
 }
 
@@ -148,11 +118,7 @@ fn unset(v: &mut Vec<(String, String)>, k: &str) {
 }
 
 fn pem_certs(body: &[u8]) -> Vec<Vec<u8>> {
-    pem::parse_many(body)
-        .unwrap()
-        .into_iter()
-        .map(|p| p.into_contents())
-        .collect()
+    pem::parse_many(body).unwrap().into_iter().map(|p| p.into_contents()).collect()
 }
 
 fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
@@ -174,34 +140,17 @@ fn sans(cert: &X509Certificate<'_>) -> Vec<String> {
 /// Parses leaf, intermediate, root and checks each signature up to the simulator's root.
 fn verify_chain(ders: &[Vec<u8>], root_pem: &str) -> Vec<u8> {
     assert_eq!(ders.len(), 3);
-    let certs: Vec<X509Certificate<'_>> = ders
-        .iter()
-        .map(|d| X509Certificate::from_der(d).unwrap().1)
-        .collect();
-    certs[0]
-        .verify_signature(Some(certs[1].public_key()))
-        .unwrap();
-    certs[1]
-        .verify_signature(Some(certs[2].public_key()))
-        .unwrap();
+    let certs: Vec<X509Certificate<'_>> = ders.iter().map(|d| X509Certificate::from_der(d).unwrap().1).collect();
+    certs[0].verify_signature(Some(certs[1].public_key())).unwrap();
+    certs[1].verify_signature(Some(certs[2].public_key())).unwrap();
     certs[2].verify_signature(None).unwrap();
-    assert_eq!(
-        ders[2],
-        pem_certs(root_pem.as_bytes())[0],
-        "the chain ends in the simulator's root"
-    );
+    assert_eq!(ders[2], pem_certs(root_pem.as_bytes())[0], "the chain ends in the simulator's root");
     assert!(certs[1].is_ca() && !certs[0].is_ca());
     ders[0].clone()
 }
 
 async fn download(sim: &RunningSim, email: &str, id: &str) -> reqwest::Response {
-    post(
-        sim,
-        email,
-        "certificate.file",
-        &[("elid", id), ("type", "crt")],
-    )
-    .await
+    post(sim, email, "certificate.file", &[("elid", id), ("type", "crt")]).await
 }
 
 #[tokio::test]
@@ -212,63 +161,15 @@ async fn every_strict_refusal_has_its_type_and_object_and_charges_nothing() {
     let base = manual_order("55324", &csr, "admin@a.example.com");
     type Edit = Box<dyn Fn(&mut Vec<(String, String)>)>;
     let cases: Vec<(&str, &str, Edit, &str, &str)> = vec![
-        (
-            "unknown price list",
-            RU,
-            Box::new(|p| set(p, "pricelist", "424242")),
-            "value",
-            "pricelist",
-        ),
-        (
-            "the foreign list on a RUB account",
-            RU,
-            Box::new(|p| set(p, "pricelist", "55346")),
-            "value",
-            "pricelist",
-        ),
-        (
-            "the Russian list on a EUR account",
-            EU,
-            Box::new(|p| set(p, "pricelist", "55324")),
-            "value",
-            "pricelist",
-        ),
-        (
-            "period 6",
-            RU,
-            Box::new(|p| set(p, "period", "6")),
-            "value",
-            "period",
-        ),
-        (
-            "no period",
-            RU,
-            Box::new(|p| unset(p, "period")),
-            "missed",
-            "period",
-        ),
+        ("unknown price list", RU, Box::new(|p| set(p, "pricelist", "424242")), "value", "pricelist"),
+        ("the foreign list on a RUB account", RU, Box::new(|p| set(p, "pricelist", "55346")), "value", "pricelist"),
+        ("the Russian list on a EUR account", EU, Box::new(|p| set(p, "pricelist", "55324")), "value", "pricelist"),
+        ("period 6", RU, Box::new(|p| set(p, "period", "6")), "value", "period"),
+        ("no period", RU, Box::new(|p| unset(p, "period")), "missed", "period"),
         ("no csr", RU, Box::new(|p| unset(p, "csr")), "missed", "csr"),
-        (
-            "no admin first name",
-            RU,
-            Box::new(|p| unset(p, "adm_fname")),
-            "missed",
-            "adm_fname",
-        ),
-        (
-            "no tech phone",
-            RU,
-            Box::new(|p| set(p, "tech_phone", " ")),
-            "missed",
-            "tech_phone",
-        ),
-        (
-            "no approver",
-            RU,
-            Box::new(|p| unset(p, "approver_email_1")),
-            "missed",
-            "approver_email_1",
-        ),
+        ("no admin first name", RU, Box::new(|p| unset(p, "adm_fname")), "missed", "adm_fname"),
+        ("no tech phone", RU, Box::new(|p| set(p, "tech_phone", " ")), "missed", "tech_phone"),
+        ("no approver", RU, Box::new(|p| unset(p, "approver_email_1")), "missed", "approver_email_1"),
         (
             "approver outside the five mailboxes",
             RU,
@@ -307,20 +208,8 @@ async fn every_strict_refusal_has_its_type_and_object_and_charges_nothing() {
             "value",
             "CN",
         ),
-        (
-            "non-wildcard on a wildcard product",
-            RU,
-            Box::new(|p| set(p, "pricelist", "55325")),
-            "value",
-            "CN",
-        ),
-        (
-            "unparsable csr",
-            RU,
-            Box::new(|p| set(p, "csr", "not a csr")),
-            "value",
-            "csr",
-        ),
+        ("non-wildcard on a wildcard product", RU, Box::new(|p| set(p, "pricelist", "55325")), "value", "CN"),
+        ("unparsable csr", RU, Box::new(|p| set(p, "csr", "not a csr")), "value", "csr"),
     ];
     for (what, who, edit, kind, object) in cases {
         let before = balance(&sim, who).await;
@@ -330,16 +219,8 @@ async fn every_strict_refusal_has_its_type_and_object_and_charges_nothing() {
         }
         edit(&mut p);
         let v = call(&sim, who, "certificate.order.param", &refs(&p)).await;
-        assert_eq!(
-            error_of(&v),
-            (kind.to_owned(), object.to_owned()),
-            "{what}: {v}"
-        );
-        assert_eq!(
-            balance(&sim, who).await,
-            before,
-            "{what} changed the balance"
-        );
+        assert_eq!(error_of(&v), (kind.to_owned(), object.to_owned()), "{what}: {v}");
+        assert_eq!(balance(&sim, who).await, before, "{what} changed the balance");
     }
     // Multi-domain: addon count and code.
     let (md_csr, _) = csr_for(&["a.example.com"]);
@@ -362,11 +243,7 @@ async fn every_strict_refusal_has_its_type_and_object_and_charges_nothing() {
     // A wrong password, and money.
     let r = client()
         .post(sim.base_url())
-        .form(&[
-            ("authinfo", format!("{RU}:wrong").as_str()),
-            ("out", "bjson"),
-            ("func", "certificate"),
-        ])
+        .form(&[("authinfo", format!("{RU}:wrong").as_str()), ("out", "bjson"), ("func", "certificate")])
         .send()
         .await
         .unwrap();
@@ -393,19 +270,10 @@ async fn every_strict_refusal_has_its_type_and_object_and_charges_nothing() {
 #[tokio::test]
 async fn elids_of_other_accounts_unknown_or_deleted_are_refused() {
     let sim = sim().await;
-    sim.admin()
-        .top_up(EU, Money::from_units(10_000))
-        .await
-        .unwrap();
+    sim.admin().top_up(EU, Money::from_units(10_000)).await.unwrap();
     let (csr, _) = csr_for(&["a.example.com"]);
     let id = ok_id(
-        &call(
-            &sim,
-            RU,
-            "certificate.order.param",
-            &refs(&manual_order("2025", &csr, "admin@a.example.com")),
-        )
-        .await,
+        &call(&sim, RU, "certificate.order.param", &refs(&manual_order("2025", &csr, "admin@a.example.com"))).await,
     );
     for (who, elid) in [(EU, id.as_str()), (RU, "1"), (RU, "garbage")] {
         for func in [
@@ -430,39 +298,16 @@ async fn elids_of_other_accounts_unknown_or_deleted_are_refused() {
                 ],
             )
             .await;
-            assert_eq!(
-                error_of(&v),
-                ("value".into(), "elid".into()),
-                "{func} {who} {elid}"
-            );
+            assert_eq!(error_of(&v), ("value".into(), "elid".into()), "{func} {who} {elid}");
         }
     }
     let stats = sim.admin().stats().await.unwrap();
-    assert_eq!(
-        (
-            stats.account(EU).prolongs,
-            stats.account(EU).deletes,
-            stats.account(EU).charged
-        ),
-        (0, 0, Money::ZERO)
-    );
-    assert_eq!(
-        call(
-            &sim,
-            RU,
-            "certificate.delete",
-            &[("elid", &id), ("sok", "ok")]
-        )
-        .await["ok"],
-        true
-    );
+    assert_eq!((stats.account(EU).prolongs, stats.account(EU).deletes, stats.account(EU).charged), (0, 0, Money::ZERO));
+    assert_eq!(call(&sim, RU, "certificate.delete", &[("elid", &id), ("sok", "ok")]).await["ok"], true);
     let v = call(&sim, RU, "certificate.edit", &[("elid", &id)]).await;
     assert_eq!(error_of(&v), ("value".into(), "elid".into()));
     let list = call(&sim, RU, "certificate", &[]).await;
-    assert_eq!(
-        list["elem"][0]["item_status_orig"], "4",
-        "deleted rows stay listed as deleted"
-    );
+    assert_eq!(list["elem"][0]["item_status_orig"], "4", "deleted rows stay listed as deleted");
     assert_eq!(sim.admin().stats().await.unwrap().account(RU).deletes, 1);
 }
 
@@ -490,8 +335,7 @@ async fn a_generated_multi_domain_globalsign_order_is_issued_as_a_zip_with_a_ver
     .await;
     let csr = csr_form["model"]["csr"].as_str().unwrap().to_owned();
     let key = csr_form["model"]["key"].as_str().unwrap().to_owned();
-    let mut order: Vec<(String, String)> =
-        manual_order("55326", &csr, "postmaster@shop.example.com");
+    let mut order: Vec<(String, String)> = manual_order("55326", &csr, "postmaster@shop.example.com");
     for (k, v) in [
         ("crt_type", "generate"),
         ("key", key.as_str()),
@@ -511,32 +355,16 @@ async fn a_generated_multi_domain_globalsign_order_is_issued_as_a_zip_with_a_ver
     }
     let id = ok_id(&call(&sim, RU, "certificate.order.param", &refs(&order)).await);
     let stats = sim.admin().stats().await.unwrap();
-    assert_eq!(
-        (stats.account(RU).orders, stats.account(RU).charged),
-        (1, Money::from_units(12_900 + 2 * 1_900))
-    );
+    assert_eq!((stats.account(RU).orders, stats.account(RU).charged), (1, Money::from_units(12_900 + 2 * 1_900)));
     // Ordered, not yet issued.
     let row = &call(&sim, RU, "certificate", &[]).await["elem"][0];
-    assert_eq!(
-        (
-            row["id"].as_str().unwrap(),
-            row["item_status_orig"].as_str().unwrap()
-        ),
-        (id.as_str(), "1")
-    );
+    assert_eq!((row["id"].as_str().unwrap(), row["item_status_orig"].as_str().unwrap()), (id.as_str(), "1"));
     assert_eq!(row["remoteid"], "default/shop");
-    let v: Value =
-        serde_json::from_slice(&download(&sim, RU, &id).await.bytes().await.unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&download(&sim, RU, &id).await.bytes().await.unwrap()).unwrap();
     assert_eq!(error_of(&v), ("missed".into(), "file".into()));
     tokio::time::sleep(Duration::from_millis(3100)).await;
     let row = &call(&sim, RU, "certificate", &[]).await["elem"][0];
-    assert_eq!(
-        (
-            row["item_status_orig"].as_str().unwrap(),
-            row["crt_status_orig"].as_str().unwrap()
-        ),
-        ("2", "5")
-    );
+    assert_eq!((row["item_status_orig"].as_str().unwrap(), row["crt_status_orig"].as_str().unwrap()), ("2", "5"));
     let edit = call(&sim, RU, "certificate.edit", &[("elid", &id)]).await;
     assert_eq!(edit["model"]["altname"], "b.example.com c.example.com");
     assert_eq!(edit["model"]["status"], "5");
@@ -547,15 +375,7 @@ async fn a_generated_multi_domain_globalsign_order_is_issued_as_a_zip_with_a_ver
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body.to_vec())).unwrap();
     let mut names: Vec<String> = zip.file_names().map(|n| n.unwrap().into_owned()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "intermediate.crt",
-            "root.crt",
-            "shop.example.com.crt",
-            "shop.example.com.p7b"
-        ]
-    );
+    assert_eq!(names, ["intermediate.crt", "root.crt", "shop.example.com.crt", "shop.example.com.p7b"]);
     let mut read = |name: &str| {
         let mut b = Vec::new();
         zip.by_name(name).unwrap().read_to_end(&mut b).unwrap();
@@ -573,23 +393,12 @@ async fn a_generated_multi_domain_globalsign_order_is_issued_as_a_zip_with_a_ver
         assert_eq!(sd.certificates.unwrap().0.len(), 3);
     }
     let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
-    assert_eq!(
-        sans(&cert),
-        ["shop.example.com", "b.example.com", "c.example.com"]
-    );
+    assert_eq!(sans(&cert), ["shop.example.com", "b.example.com", "c.example.com"]);
     let csr_der = pem::parse(&csr).unwrap().into_contents();
-    let (_, parsed_csr) =
-        x509_parser::certification_request::X509CertificationRequest::from_der(&csr_der).unwrap();
-    assert_eq!(
-        cert.public_key().raw,
-        parsed_csr.certification_request_info.subject_pki.raw
-    );
-    assert!(
-        cert.subject().iter_organization().next().is_none(),
-        "DomainSSL is DV: no organisation in the subject"
-    );
-    let days =
-        (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
+    let (_, parsed_csr) = x509_parser::certification_request::X509CertificationRequest::from_der(&csr_der).unwrap();
+    assert_eq!(cert.public_key().raw, parsed_csr.certification_request_info.subject_pki.raw);
+    assert!(cert.subject().iter_organization().next().is_none(), "DomainSSL is DV: no organisation in the subject");
+    let days = (cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()) / 86_400;
     assert_eq!(days, 200);
 }
 
@@ -598,13 +407,7 @@ async fn other_brands_answer_pem_and_validity_follows_the_setting() {
     let sim = sim_with(Duration::ZERO, Some(Duration::from_secs(120))).await;
     let (csr, key) = csr_for(&["*.example.org"]);
     let id = ok_id(
-        &call(
-            &sim,
-            RU,
-            "certificate.order.param",
-            &refs(&manual_order("1012", &csr, "hostmaster@example.org")),
-        )
-        .await,
+        &call(&sim, RU, "certificate.order.param", &refs(&manual_order("1012", &csr, "hostmaster@example.org"))).await,
     );
     let r = download(&sim, RU, &id).await;
     assert_eq!(r.headers()["content-type"], "application/x-pem-file");
@@ -612,14 +415,8 @@ async fn other_brands_answer_pem_and_validity_follows_the_setting() {
     let leaf = verify_chain(&ders, sim.root_pem());
     let (_, cert) = X509Certificate::from_der(&leaf).unwrap();
     assert_eq!(sans(&cert), ["*.example.org", "example.org"]);
-    assert_eq!(
-        cert.public_key().raw,
-        rcgen::PublicKeyData::subject_public_key_info(&key)
-    );
-    assert_eq!(
-        cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp(),
-        120
-    );
+    assert_eq!(cert.public_key().raw, rcgen::PublicKeyData::subject_public_key_info(&key));
+    assert_eq!(cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp(), 120);
 }
 
 #[tokio::test]
@@ -643,10 +440,7 @@ async fn reissue_in_three_forms_keeps_serving_the_old_certificate_until_the_new_
     let leaf_of = |body: &[u8]| -> Vec<u8> {
         let mut zip = zip::ZipArchive::new(std::io::Cursor::new(body.to_vec())).unwrap();
         let mut b = Vec::new();
-        zip.by_name("a.example.com.crt")
-            .unwrap()
-            .read_to_end(&mut b)
-            .unwrap();
+        zip.by_name("a.example.com.crt").unwrap().read_to_end(&mut b).unwrap();
         pem_certs(&b).remove(0)
     };
     let first = leaf_of(&download(&sim, RU, &id).await.bytes().await.unwrap());
@@ -667,41 +461,21 @@ async fn reissue_in_three_forms_keeps_serving_the_old_certificate_until_the_new_
         ("approver_email_2", "admin@b.example.com".into()),
         ("approver_email_3", "admin@c.example.com".into()),
     ]);
-    assert_eq!(
-        call(&sim, RU, "certificate.reissue.step2", &refs(&p)).await["ok"],
-        true
-    );
+    assert_eq!(call(&sim, RU, "certificate.reissue.step2", &refs(&p)).await["ok"], true);
     let row = &call(&sim, RU, "certificate", &[]).await["elem"][0];
     assert_eq!(row["crt_status_orig"], "3", "back to requested");
-    assert_eq!(
-        leaf_of(&download(&sim, RU, &id).await.bytes().await.unwrap()),
-        first,
-        "old one served meanwhile"
-    );
+    assert_eq!(leaf_of(&download(&sim, RU, &id).await.bytes().await.unwrap()), first, "old one served meanwhile");
     admin.issue_now(nid).await.unwrap();
     let second = leaf_of(&download(&sim, RU, &id).await.bytes().await.unwrap());
     assert_ne!(second, first);
-    let key_of = |der: &[u8]| {
-        X509Certificate::from_der(der)
-            .unwrap()
-            .1
-            .public_key()
-            .raw
-            .to_vec()
-    };
+    let key_of = |der: &[u8]| X509Certificate::from_der(der).unwrap().1.public_key().raw.to_vec();
     assert_eq!(key_of(&second), key_of(&first));
-    assert_eq!(
-        key_of(&first),
-        rcgen::PublicKeyData::subject_public_key_info(&key)
-    );
+    assert_eq!(key_of(&first), rcgen::PublicKeyData::subject_public_key_info(&key));
 
     // altname: new names, indexes by position in the altname parameter; more than paid refused.
     let p = reissue(vec![
         ("crt_type", "altname".into()),
-        (
-            "altname",
-            "d.example.com b.example.com c.example.com".into(),
-        ),
+        ("altname", "d.example.com b.example.com c.example.com".into()),
         ("approver_email_1", "admin@a.example.com".into()),
         ("approver_email_2", "admin@d.example.com".into()),
         ("approver_email_3", "admin@b.example.com".into()),
@@ -729,10 +503,7 @@ async fn reissue_in_three_forms_keeps_serving_the_old_certificate_until_the_new_
         ("approver_email_2", "admin@d.example.com".into()),
         ("approver_email_3", "admin@b.example.com".into()),
     ]);
-    assert_eq!(
-        call(&sim, RU, "certificate.reissue.step2", &refs(&p)).await["ok"],
-        true
-    );
+    assert_eq!(call(&sim, RU, "certificate.reissue.step2", &refs(&p)).await["ok"], true);
     admin.issue_now(nid).await.unwrap();
     let third = leaf_of(&download(&sim, RU, &id).await.bytes().await.unwrap());
     assert_eq!(
@@ -753,23 +524,14 @@ async fn reissue_in_three_forms_keeps_serving_the_old_certificate_until_the_new_
         ("approver_email_2", "admin@d.example.com".into()),
         ("approver_email_3", "admin@b.example.com".into()),
     ]);
-    assert_eq!(
-        call(&sim, RU, "certificate.reissue.step2", &refs(&p)).await["ok"],
-        true
-    );
+    assert_eq!(call(&sim, RU, "certificate.reissue.step2", &refs(&p)).await["ok"], true);
     admin.issue_now(nid).await.unwrap();
     let fourth = leaf_of(&download(&sim, RU, &id).await.bytes().await.unwrap());
-    assert_eq!(
-        key_of(&fourth),
-        rcgen::PublicKeyData::subject_public_key_info(&new_key)
-    );
+    assert_eq!(key_of(&fourth), rcgen::PublicKeyData::subject_public_key_info(&new_key));
     let info = admin.certificate(nid).await.unwrap();
     assert_eq!((info.reissues, info.crt_status), (3, 5));
     let stats = admin.stats().await.unwrap();
-    assert_eq!(
-        (stats.account(RU).reissues, stats.account(RU).charged),
-        (3, Money::from_units(12_900 + 2 * 1_900))
-    );
+    assert_eq!((stats.account(RU).reissues, stats.account(RU).charged), (3, Money::from_units(12_900 + 2 * 1_900)));
 }
 
 #[tokio::test]
@@ -779,79 +541,31 @@ async fn paging_and_sticky_filters_work_over_get_and_post() {
         let cn = format!("host{i}.example.net");
         let (csr, _) = csr_for(&[&cn]);
         ok_id(
-            &call(
-                &sim,
-                RU,
-                "certificate.order.param",
-                &refs(&manual_order("3033", &csr, &format!("admin@{cn}"))),
-            )
-            .await,
+            &call(&sim, RU, "certificate.order.param", &refs(&manual_order("3033", &csr, &format!("admin@{cn}"))))
+                .await,
         );
     }
     let page = call(&sim, RU, "certificate", &[("p_cnt", "7"), ("p_num", "5")]).await;
     assert_eq!(page["elem"].as_array().unwrap().len(), 2);
     assert_eq!(
-        (
-            page["p_elems"].as_str(),
-            page["p_num"].as_str(),
-            page["p_cnt"].as_str()
-        ),
+        (page["p_elems"].as_str(), page["p_num"].as_str(), page["p_cnt"].as_str()),
         (Some("30"), Some("5"), Some("7"))
     );
-    assert_eq!(
-        call(&sim, RU, "certificate", &[]).await["elem"]
-            .as_array()
-            .unwrap()
-            .len(),
-        20,
-        "default page"
-    );
+    assert_eq!(call(&sim, RU, "certificate", &[]).await["elem"].as_array().unwrap().len(), 20, "default page");
     // The filter sticks across requests and silently shortens the list...
-    assert_eq!(
-        call(
-            &sim,
-            RU,
-            "certificate.filter",
-            &[("sok", "ok"), ("CN", "host2")]
-        )
-        .await["ok"],
-        true
-    );
+    assert_eq!(call(&sim, RU, "certificate.filter", &[("sok", "ok"), ("CN", "host2")]).await["ok"], true);
     let url = format!(
         "http://{}/manager/billmgr?authinfo={RU}:{}&out=bjson&lang=en&func=certificate&p_cnt=1000",
         sim.addr(),
         url::form_urlencoded::byte_serialize(PW.as_bytes()).collect::<String>()
     );
-    let v: Value = serde_json::from_slice(
-        &client()
-            .get(&url)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let v: Value = serde_json::from_slice(&client().get(&url).send().await.unwrap().bytes().await.unwrap()).unwrap();
     assert_eq!(v["p_elems"], "11", "host2, host20..host29");
-    assert_eq!(
-        call(&sim, EU, "certificate", &[]).await["p_elems"],
-        "0",
-        "filters and lists are per account"
-    );
+    assert_eq!(call(&sim, EU, "certificate", &[]).await["p_elems"], "0", "filters and lists are per account");
     // ...until a submit with empty fields resets it.
-    assert_eq!(
-        call(&sim, RU, "certificate.filter", &[("sok", "ok"), ("CN", "")]).await["ok"],
-        true
-    );
+    assert_eq!(call(&sim, RU, "certificate.filter", &[("sok", "ok"), ("CN", "")]).await["ok"], true);
     assert_eq!(call(&sim, RU, "certificate", &[]).await["p_elems"], "30");
-    call(
-        &sim,
-        RU,
-        "certificate.filter",
-        &[("sok", "ok"), ("item_status", "4")],
-    )
-    .await;
+    call(&sim, RU, "certificate.filter", &[("sok", "ok"), ("item_status", "4")]).await;
     assert_eq!(call(&sim, RU, "certificate", &[]).await["p_elems"], "0");
     call(&sim, RU, "certificate.filter", &[("sok", "ok")]).await;
     assert_eq!(call(&sim, RU, "certificate", &[]).await["p_elems"], "30");
@@ -869,81 +583,37 @@ async fn faults_switch_on_and_off_and_respect_func_count_and_phase() {
     let admin = sim.admin();
     let list = || post(&sim, RU, "certificate", &[]);
 
-    let id = admin
-        .add_fault(&FaultSpec::new(FaultKind::Status { status: 502 }))
-        .await
-        .unwrap();
+    let id = admin.add_fault(&FaultSpec::new(FaultKind::Status { status: 502 })).await.unwrap();
     assert_eq!(list().await.status(), 502);
     assert_eq!(list().await.status(), 502);
     admin.remove_fault(id).await.unwrap();
     assert_eq!(list().await.status(), 200);
 
-    admin
-        .add_fault(&FaultSpec::new(FaultKind::Html { status: 200 }).times(1))
-        .await
-        .unwrap();
+    admin.add_fault(&FaultSpec::new(FaultKind::Html { status: 200 }).times(1)).await.unwrap();
     let r = list().await;
-    assert!(
-        r.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    assert!(r.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     assert!(r.text().await.unwrap().contains("<html>"));
-    assert!(
-        serde_json::from_slice::<Value>(&list().await.bytes().await.unwrap()).is_ok(),
-        "count 1 ran out"
-    );
+    assert!(serde_json::from_slice::<Value>(&list().await.bytes().await.unwrap()).is_ok(), "count 1 ran out");
 
-    admin
-        .add_fault(
-            &FaultSpec::new(FaultKind::MalformedJson)
-                .on_func("certificate")
-                .times(1),
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        call(&sim, RU, "certificate.filter", &[]).await["model"]["CN"],
-        "",
-        "other funcs unaffected"
-    );
+    admin.add_fault(&FaultSpec::new(FaultKind::MalformedJson).on_func("certificate").times(1)).await.unwrap();
+    assert_eq!(call(&sim, RU, "certificate.filter", &[]).await["model"]["CN"], "", "other funcs unaffected");
     assert!(serde_json::from_slice::<Value>(&list().await.bytes().await.unwrap()).is_err());
 
-    admin
-        .add_fault(&FaultSpec::new(FaultKind::Auth).times(1))
-        .await
-        .unwrap();
-    assert_eq!(
-        error_of(&call(&sim, RU, "certificate", &[]).await).0,
-        "auth"
-    );
+    admin.add_fault(&FaultSpec::new(FaultKind::Auth).times(1)).await.unwrap();
+    assert_eq!(error_of(&call(&sim, RU, "certificate", &[]).await).0, "auth");
     assert!(call(&sim, RU, "certificate", &[]).await["elem"].is_array());
 
-    admin
-        .add_fault(&FaultSpec::new(FaultKind::Slow { delay_ms: 400 }).times(1))
-        .await
-        .unwrap();
+    admin.add_fault(&FaultSpec::new(FaultKind::Slow { delay_ms: 400 }).times(1)).await.unwrap();
     let t = Instant::now();
     assert_eq!(list().await.status(), 200);
     assert!(t.elapsed() >= Duration::from_millis(400));
 
-    admin
-        .add_fault(&FaultSpec::new(FaultKind::Timeout).times(1))
-        .await
-        .unwrap();
-    let quick = reqwest::Client::builder()
-        .timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
+    admin.add_fault(&FaultSpec::new(FaultKind::Timeout).times(1)).await.unwrap();
+    let quick = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
     let authinfo = format!("{RU}:{PW}");
     let err = quick
         .post(sim.base_url())
-        .form(&[
-            ("authinfo", authinfo.as_str()),
-            ("out", "bjson"),
-            ("func", "certificate"),
-        ])
+        .form(&[("authinfo", authinfo.as_str()), ("out", "bjson"), ("func", "certificate")])
         .send()
         .await
         .unwrap_err();
@@ -952,19 +622,12 @@ async fn faults_switch_on_and_off_and_respect_func_count_and_phase() {
 
     // Before commit: the order fails and nothing is charged.
     admin
-        .add_fault(
-            &FaultSpec::new(FaultKind::Status { status: 503 })
-                .on_func("certificate.order.param")
-                .times(1),
-        )
+        .add_fault(&FaultSpec::new(FaultKind::Status { status: 503 }).on_func("certificate.order.param").times(1))
         .await
         .unwrap();
     assert_eq!(order_once(&sim, "a.example.com").await.status(), 503);
     let stats = admin.stats().await.unwrap();
-    assert_eq!(
-        (stats.account(RU).orders, stats.account(RU).charged),
-        (0, Money::ZERO)
-    );
+    assert_eq!((stats.account(RU).orders, stats.account(RU).charged), (0, Money::ZERO));
     // After commit: the order is placed and charged, but its answer is lost.
     admin
         .add_fault(
@@ -977,19 +640,11 @@ async fn faults_switch_on_and_off_and_respect_func_count_and_phase() {
         .unwrap();
     assert_eq!(order_once(&sim, "b.example.com").await.status(), 504);
     let stats = admin.stats().await.unwrap();
-    assert_eq!(
-        (stats.account(RU).orders, stats.account(RU).charged),
-        (1, Money::from_units(1_290))
-    );
+    assert_eq!((stats.account(RU).orders, stats.account(RU).charged), (1, Money::from_units(1_290)));
     let row = &call(&sim, RU, "certificate", &[]).await["elem"][0];
     assert_eq!(row["CN"], "b.example.com", "the lost order is in the list");
     admin
-        .add_fault(
-            &FaultSpec::new(FaultKind::Timeout)
-                .on_func("certificate.order.param")
-                .times(1)
-                .after_commit(),
-        )
+        .add_fault(&FaultSpec::new(FaultKind::Timeout).on_func("certificate.order.param").times(1).after_commit())
         .await
         .unwrap();
     let authinfo = format!("{RU}:{PW}");
@@ -1000,27 +655,11 @@ async fn faults_switch_on_and_off_and_respect_func_count_and_phase() {
         ("out".to_owned(), "bjson".to_owned()),
         ("func".to_owned(), "certificate.order.param".to_owned()),
     ]);
-    assert!(
-        quick
-            .post(sim.base_url())
-            .form(&order)
-            .send()
-            .await
-            .unwrap_err()
-            .is_timeout()
-    );
+    assert!(quick.post(sim.base_url()).form(&order).send().await.unwrap_err().is_timeout());
     assert_eq!(admin.stats().await.unwrap().account(RU).orders, 2);
 
-    assert!(
-        admin
-            .add_fault(&FaultSpec::new(FaultKind::Auth).after_commit())
-            .await
-            .is_err()
-    );
-    admin
-        .add_fault(&FaultSpec::new(FaultKind::Status { status: 500 }))
-        .await
-        .unwrap();
+    assert!(admin.add_fault(&FaultSpec::new(FaultKind::Auth).after_commit()).await.is_err());
+    admin.add_fault(&FaultSpec::new(FaultKind::Status { status: 500 })).await.unwrap();
     admin.clear_faults().await.unwrap();
     assert!(admin.faults().await.unwrap().is_empty());
     assert_eq!(list().await.status(), 200);
@@ -1033,22 +672,11 @@ async fn errors_come_in_bjson_json_and_xml_and_without_out_in_xml() {
     let send = |out: Option<&'static str>| {
         let url = sim.base_url();
         async move {
-            let mut form = vec![
-                ("authinfo", "nobody@example.com:x"),
-                ("func", "certificate"),
-            ];
+            let mut form = vec![("authinfo", "nobody@example.com:x"), ("func", "certificate")];
             if let Some(o) = out {
                 form.push(("out", o));
             }
-            client()
-                .post(url)
-                .form(&form)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
+            client().post(url).form(&form).send().await.unwrap().text().await.unwrap()
         }
     };
     let b: Value = serde_json::from_str(&send(Some("bjson")).await).unwrap();
@@ -1057,21 +685,12 @@ async fn errors_come_in_bjson_json_and_xml_and_without_out_in_xml() {
     assert_eq!(j["doc"]["error"]["$type"], "auth");
     assert!(j["doc"]["error"]["msg"]["$"].is_string());
     for x in [send(Some("xml")).await, send(None).await] {
-        assert!(
-            x.contains("<doc><error type=\"auth\" object=\"\"><msg>"),
-            "{x}"
-        );
+        assert!(x.contains("<doc><error type=\"auth\" object=\"\"><msg>"), "{x}");
     }
     // ok in xml, as the reference's delete example asks for.
     let (csr, _) = csr_for(&["a.example.com"]);
     let id = ok_id(
-        &call(
-            &sim,
-            RU,
-            "certificate.order.param",
-            &refs(&manual_order("2025", &csr, "admin@a.example.com")),
-        )
-        .await,
+        &call(&sim, RU, "certificate.order.param", &refs(&manual_order("2025", &csr, "admin@a.example.com"))).await,
     );
     let url = format!("http://{}/manager/billmgr", sim.addr());
     let authinfo = format!("{RU}:{PW}");
@@ -1109,9 +728,7 @@ async fn hostile_input_gets_an_error_document_never_a_crash() {
                 .unwrap()
         }
     };
-    let mut bad_utf8 =
-        format!("authinfo={authinfo}&out=bjson&func=certificate.order.param&sok=ok&csr=")
-            .into_bytes();
+    let mut bad_utf8 = format!("authinfo={authinfo}&out=bjson&func=certificate.order.param&sok=ok&csr=").into_bytes();
     bad_utf8.extend_from_slice(b"%FF%FE\xff\xfe&CN=%C3%28");
     let v: Value = serde_json::from_slice(&raw(bad_utf8).await.bytes().await.unwrap()).unwrap();
     assert!(v["error"].is_object());
@@ -1133,16 +750,9 @@ async fn hostile_input_gets_an_error_document_never_a_crash() {
         "authinfo={authinfo}&out=bjson&func=certificate.order.csr&sok=ok&crt_type=generate&pricelist=55324&period=12&field_country=182&ST=s&L=l&O=o&CN={}.com",
         "a".repeat(500_000)
     );
-    let v: Value =
-        serde_json::from_slice(&raw(big_field.into_bytes()).await.bytes().await.unwrap()).unwrap();
+    let v: Value = serde_json::from_slice(&raw(big_field.into_bytes()).await.bytes().await.unwrap()).unwrap();
     assert_eq!(error_of(&v), ("value".into(), "CN".into()));
-    for body in [
-        "",
-        "func=",
-        "authinfo=&out=bjson",
-        "authinfo=:&out=bjson&func=certificate",
-        "%%%&&&===",
-    ] {
+    for body in ["", "func=", "authinfo=&out=bjson", "authinfo=:&out=bjson&func=certificate", "%%%&&&==="] {
         let r = raw(body.as_bytes().to_vec()).await;
         assert_eq!(r.status(), 200);
         assert!(r.text().await.unwrap().contains("error"), "{body}");
@@ -1151,10 +761,7 @@ async fn hostile_input_gets_an_error_document_never_a_crash() {
     assert_eq!(error_of(&v).1, "func");
     let v = call(&sim, RU, "certificate", &[("p_cnt", "-1")]).await;
     assert_eq!(error_of(&v), ("value".into(), "p_cnt".into()));
-    assert!(
-        call(&sim, RU, "certificate", &[]).await["elem"].is_array(),
-        "still serving"
-    );
+    assert!(call(&sim, RU, "certificate", &[]).await["elem"].is_array(), "still serving");
 }
 
 #[tokio::test]
@@ -1162,58 +769,22 @@ async fn countries_sessions_basket_prolong_and_admin_controls() {
     let sim = sim().await;
     let admin = sim.admin();
     // The country list needs a product, as the reference's example passes one.
-    let v = call(
-        &sim,
-        RU,
-        "certificate.order.csr",
-        &[("pricelist", "55324"), ("period", "12")],
-    )
-    .await;
+    let v = call(&sim, RU, "certificate.order.csr", &[("pricelist", "55324"), ("period", "12")]).await;
     let countries = v["slist"]["field_country"].as_array().unwrap();
     assert!(countries.len() >= 30);
-    assert!(
-        countries
-            .iter()
-            .any(|c| c["k"] == "182" && c["v"] == "Russia")
-    );
-    assert_eq!(
-        error_of(&call(&sim, RU, "certificate.order.csr", &[]).await),
-        ("missed".into(), "pricelist".into())
-    );
+    assert!(countries.iter().any(|c| c["k"] == "182" && c["v"] == "Russia"));
+    assert_eq!(error_of(&call(&sim, RU, "certificate.order.csr", &[]).await), ("missed".into(), "pricelist".into()));
     // The order form shows the addon field, so a client can learn the code.
-    let form = call(
-        &sim,
-        RU,
-        "certificate.order.param",
-        &[("pricelist", "55326")],
-    )
-    .await;
+    let form = call(&sim, RU, "certificate.order.param", &[("pricelist", "55326")]).await;
     assert_eq!(form["model"]["addon_55364"], "0");
-    admin
-        .add_addon_code(AddonCode {
-            pricelist: 27648,
-            code: 90_001,
-        })
-        .await
-        .unwrap();
-    let form = call(
-        &sim,
-        RU,
-        "certificate.order.param",
-        &[("pricelist", "27648")],
-    )
-    .await;
+    admin.add_addon_code(AddonCode { pricelist: 27648, code: 90_001 }).await.unwrap();
+    let form = call(&sim, RU, "certificate.order.param", &[("pricelist", "27648")]).await;
     assert_eq!(form["model"]["addon_90001"], "0");
 
     // func=auth gives a session usable instead of authinfo.
     let r = client()
         .post(sim.base_url())
-        .form(&[
-            ("func", "auth"),
-            ("out", "bjson"),
-            ("username", RU),
-            ("password", PW),
-        ])
+        .form(&[("func", "auth"), ("out", "bjson"), ("username", RU), ("password", PW)])
         .send()
         .await
         .unwrap();
@@ -1221,11 +792,7 @@ async fn countries_sessions_basket_prolong_and_admin_controls() {
     let session = v["auth"]["$id"].as_str().unwrap().to_owned();
     let r = client()
         .post(sim.base_url())
-        .form(&[
-            ("auth", session.as_str()),
-            ("out", "bjson"),
-            ("func", "certificate"),
-        ])
+        .form(&[("auth", session.as_str()), ("out", "bjson"), ("func", "certificate")])
         .send()
         .await
         .unwrap();
@@ -1238,27 +805,11 @@ async fn countries_sessions_basket_prolong_and_admin_controls() {
     let unpaid = ok_id(&call(&sim, RU, "certificate.order.param", &refs(&order)).await);
     let stats = admin.stats().await.unwrap();
     assert_eq!(
-        (
-            stats.account(RU).orders,
-            stats.account(RU).unpaid_orders,
-            stats.account(RU).charged
-        ),
+        (stats.account(RU).orders, stats.account(RU).unpaid_orders, stats.account(RU).charged),
         (0, 1, Money::ZERO)
     );
     admin.issue_now(unpaid.parse().unwrap()).await.unwrap();
-    assert_eq!(
-        error_of(
-            &call(
-                &sim,
-                RU,
-                "certificate.file",
-                &[("elid", &unpaid), ("type", "crt")]
-            )
-            .await
-        )
-        .1,
-        "file"
-    );
+    assert_eq!(error_of(&call(&sim, RU, "certificate.file", &[("elid", &unpaid), ("type", "crt")]).await).1, "file");
 
     // Prolong charges and re-enrolls; a forced failure shows as status 6.
     set(&mut order, "skipbasket", "on");
@@ -1266,22 +817,10 @@ async fn countries_sessions_basket_prolong_and_admin_controls() {
     let nid: u64 = id.parse().unwrap();
     admin.issue_now(nid).await.unwrap();
     let before = admin.certificate(nid).await.unwrap();
-    assert_eq!(
-        call(
-            &sim,
-            RU,
-            "service.prolong",
-            &[("elid", &id), ("period", "12"), ("sok", "ok")]
-        )
-        .await["ok"],
-        true
-    );
+    assert_eq!(call(&sim, RU, "service.prolong", &[("elid", &id), ("period", "12"), ("sok", "ok")]).await["ok"], true);
     let after = admin.certificate(nid).await.unwrap();
     assert_ne!(after.expires, before.expires);
-    assert_eq!(
-        (after.prolongs, after.crt_status, after.has_previous),
-        (1, 3, true)
-    );
+    assert_eq!((after.prolongs, after.crt_status, after.has_previous), (1, 3, true));
     admin.fail_certificate(nid).await.unwrap();
     let row = call(&sim, RU, "certificate", &[("p_cnt", "1000")]).await["elem"]
         .as_array()
@@ -1292,92 +831,41 @@ async fn countries_sessions_basket_prolong_and_admin_controls() {
         .unwrap();
     assert_eq!(row["crt_status_orig"], "6");
     let r = download(&sim, RU, &id).await;
-    assert_eq!(
-        r.headers()["content-type"],
-        "application/x-pem-file",
-        "the previous certificate is still served"
-    );
+    assert_eq!(r.headers()["content-type"], "application/x-pem-file", "the previous certificate is still served");
     let stats = admin.stats().await.unwrap();
-    assert_eq!(
-        (stats.account(RU).orders, stats.account(RU).prolongs),
-        (1, 1)
-    );
+    assert_eq!((stats.account(RU).orders, stats.account(RU).prolongs), (1, 1));
     assert_eq!(stats.account(RU).charged, Money::from_units(2 * 2_490));
     assert!(stats.account(RU).requests["certificate"] >= 1);
 
     // An account that allows no authinfo access is refused with `access`, not `auth`.
     admin.set_access_denied(EU, true).await.unwrap();
-    assert_eq!(
-        error_of(&call(&sim, EU, "certificate", &[]).await),
-        ("access".into(), "authinfo".into())
-    );
+    assert_eq!(error_of(&call(&sim, EU, "certificate", &[]).await), ("access".into(), "authinfo".into()));
     let wrong = client()
         .post(sim.base_url())
-        .form(&[
-            ("authinfo", format!("{EU}:nope").as_str()),
-            ("out", "bjson"),
-            ("func", "certificate"),
-        ])
+        .form(&[("authinfo", format!("{EU}:nope").as_str()), ("out", "bjson"), ("func", "certificate")])
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        error_of(&serde_json::from_slice(&wrong.bytes().await.unwrap()).unwrap()).0,
-        "auth"
-    );
+    assert_eq!(error_of(&serde_json::from_slice(&wrong.bytes().await.unwrap()).unwrap()).0, "auth");
     assert!(admin.stats().await.unwrap().account(EU).access_denied);
     admin.set_access_denied(EU, false).await.unwrap();
     assert!(call(&sim, EU, "certificate", &[]).await["elem"].is_array());
 
     // Accounts at runtime, top-ups, counter resets.
-    admin
-        .add_account(&AccountSpec::new(
-            "new@example.com",
-            "pw",
-            Money::from_units(5),
-            "USD",
-        ))
-        .await
-        .unwrap();
-    assert!(
-        admin
-            .add_account(&AccountSpec::new(
-                "NEW@example.com",
-                "pw",
-                Money::ZERO,
-                "USD"
-            ))
-            .await
-            .is_err()
-    );
-    assert_eq!(
-        admin
-            .top_up("new@example.com", Money::from_cents(250))
-            .await
-            .unwrap(),
-        Money::from_cents(750)
-    );
+    admin.add_account(&AccountSpec::new("new@example.com", "pw", Money::from_units(5), "USD")).await.unwrap();
+    assert!(admin.add_account(&AccountSpec::new("NEW@example.com", "pw", Money::ZERO, "USD")).await.is_err());
+    assert_eq!(admin.top_up("new@example.com", Money::from_cents(250)).await.unwrap(), Money::from_cents(750));
     let stats = admin.stats().await.unwrap();
     assert_eq!(
-        (
-            stats.account("new@example.com").region.as_str(),
-            stats.account("new@example.com").currency.as_str()
-        ),
+        (stats.account("new@example.com").region.as_str(), stats.account("new@example.com").currency.as_str()),
         ("Foreign", "USD")
     );
     admin.reset_counters().await.unwrap();
     let stats = admin.stats().await.unwrap();
     assert_eq!(
-        (
-            stats.account(RU).orders,
-            stats.account(RU).charged,
-            stats.requests_of("certificate")
-        ),
+        (stats.account(RU).orders, stats.account(RU).charged, stats.requests_of("certificate")),
         (0, Money::ZERO, 0)
     );
-    assert_eq!(
-        stats.account(RU).balance,
-        Money::from_units(200_000 - 2 * 2_490)
-    );
+    assert_eq!(stats.account(RU).balance, Money::from_units(200_000 - 2 * 2_490));
     assert_eq!(admin.root_pem().await.unwrap(), sim.root_pem());
 }

@@ -31,12 +31,7 @@ async fn request_log_lines_never_contain_a_password() {
         .init();
     const SECRET: &str = "Pa55-w0rd-that-must-not-leak";
     let config = SimConfig {
-        accounts: vec![AccountSpec::new(
-            "ops@example.com",
-            SECRET,
-            Money::from_units(10),
-            "RUB",
-        )],
+        accounts: vec![AccountSpec::new("ops@example.com", SECRET, Money::from_units(10), "RUB")],
         ..SimConfig::default()
     };
     let sim = start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -44,51 +39,17 @@ async fn request_log_lines_never_contain_a_password() {
     let authinfo = format!("ops@example.com:{SECRET}");
     let wrong = format!("ops@example.com:{SECRET}x");
     for form in [
-        vec![
-            ("authinfo", authinfo.as_str()),
-            ("out", "bjson"),
-            ("func", "certificate"),
-        ],
-        vec![
-            ("authinfo", wrong.as_str()),
-            ("out", "bjson"),
-            ("func", "certificate.edit"),
-            ("elid", "1"),
-        ],
-        vec![
-            ("func", "auth"),
-            ("username", "ops@example.com"),
-            ("password", SECRET),
-        ],
+        vec![("authinfo", authinfo.as_str()), ("out", "bjson"), ("func", "certificate")],
+        vec![("authinfo", wrong.as_str()), ("out", "bjson"), ("func", "certificate.edit"), ("elid", "1")],
+        vec![("func", "auth"), ("username", "ops@example.com"), ("password", SECRET)],
     ] {
-        http.post(sim.base_url())
-            .form(&form)
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
+        http.post(sim.base_url()).form(&form).send().await.unwrap().bytes().await.unwrap();
     }
     let url = format!("{}?authinfo={}&func=certificate", sim.base_url(), authinfo);
     http.get(url).send().await.unwrap().bytes().await.unwrap();
-    sim.admin()
-        .add_account(&AccountSpec::new(
-            "new@example.com",
-            SECRET,
-            Money::ZERO,
-            "USD",
-        ))
-        .await
-        .unwrap();
+    sim.admin().add_account(&AccountSpec::new("new@example.com", SECRET, Money::ZERO, "USD")).await.unwrap();
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(
-        logs.matches("billing request").count() >= 3,
-        "one line per request:\n{logs}"
-    );
+    assert!(logs.matches("billing request").count() >= 3, "one line per request:\n{logs}");
     assert!(logs.contains("ops@example.com"), "the account is logged");
-    assert!(
-        !logs.contains(SECRET),
-        "a password leaked into the log:\n{logs}"
-    );
+    assert!(!logs.contains(SECRET), "a password leaked into the log:\n{logs}");
 }

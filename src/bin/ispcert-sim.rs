@@ -42,10 +42,7 @@ struct Args {
 fn parse_addon(s: &str) -> Result<AddonCode, String> {
     let (p, c) = s.split_once(':').ok_or("expected PRICELIST:CODE")?;
     Ok(AddonCode {
-        pricelist: p
-            .trim()
-            .parse()
-            .map_err(|_| "price list must be a number")?,
+        pricelist: p.trim().parse().map_err(|_| "price list must be a number")?,
         code: c.trim().parse().map_err(|_| "code must be a number")?,
     })
 }

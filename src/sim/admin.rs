@@ -60,10 +60,7 @@ pub struct Stats {
 impl Stats {
     /// The stats of `email` (case-insensitive), if the account exists.
     pub fn try_account(&self, email: &str) -> Option<&AccountStats> {
-        self.accounts
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(email))
-            .map(|(_, v)| v)
+        self.accounts.iter().find(|(k, _)| k.eq_ignore_ascii_case(email)).map(|(_, v)| v)
     }
 
     /// The stats of `email`.
@@ -71,8 +68,7 @@ impl Stats {
     /// # Panics
     /// When there is no such account: meant for test assertions.
     pub fn account(&self, email: &str) -> &AccountStats {
-        self.try_account(email)
-            .unwrap_or_else(|| panic!("the simulator has no account {email:?}"))
+        self.try_account(email).unwrap_or_else(|| panic!("the simulator has no account {email:?}"))
     }
 
     /// Requests of `func` over all accounts and unauthenticated callers.
@@ -176,9 +172,7 @@ fn cert_info(c: &Cert, email: String) -> CertInfo {
 
 /// The owner's email as created (certificates hold the lowercased key).
 fn email_of(st: &super::state::State, c: &Cert) -> String {
-    st.accounts
-        .get(&c.account)
-        .map_or_else(|| c.account.clone(), |a| a.email.clone())
+    st.accounts.get(&c.account).map_or_else(|| c.account.clone(), |a| a.email.clone())
 }
 
 type Shared = State<Arc<Sim>>;
@@ -199,10 +193,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/accounts/{email}/top-up", post(top_up))
         .route("/_sim/accounts/{email}/access", post(set_access))
         .route("/_sim/addon-codes", post(add_addon_code))
-        .route(
-            "/_sim/faults",
-            get(list_faults).post(add_fault).delete(clear_faults),
-        )
+        .route("/_sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/_sim/faults/{id}", delete(remove_fault))
         .route("/_sim/root.pem", get(root_pem))
 }
@@ -210,11 +201,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
 async fn stats(State(sim): Shared) -> Json<Stats> {
     let st = sim.lock();
     Json(Stats {
-        accounts: st
-            .accounts
-            .values()
-            .map(|a| (a.email.clone(), account_stats(a)))
-            .collect(),
+        accounts: st.accounts.values().map(|a| (a.email.clone(), account_stats(a))).collect(),
         requests: st.requests.clone(),
         faults_applied: st.faults_applied,
     })
@@ -232,11 +219,7 @@ async fn reset_counters(State(sim): Shared) -> StatusCode {
 
 async fn certificates(State(sim): Shared) -> Json<Vec<CertInfo>> {
     let st = sim.lock();
-    let mut v: Vec<CertInfo> = st
-        .certs
-        .values()
-        .map(|c| cert_info(c, email_of(&st, c)))
-        .collect();
+    let mut v: Vec<CertInfo> = st.certs.values().map(|c| cert_info(c, email_of(&st, c))).collect();
     v.sort_by_key(|c| c.id);
     Json(v)
 }
@@ -285,15 +268,9 @@ struct AccountBody {
 
 async fn add_account(State(sim): Shared, Json(a): Json<AccountBody>) -> Response {
     if !super::is_currency(&a.currency) || !a.email.contains('@') || a.password.is_empty() {
-        return err(
-            StatusCode::BAD_REQUEST,
-            "need an email, a password and a three-letter currency",
-        );
+        return err(StatusCode::BAD_REQUEST, "need an email, a password and a three-letter currency");
     }
-    if sim
-        .lock()
-        .add_account(&a.email, &a.password, a.balance, &a.currency)
-    {
+    if sim.lock().add_account(&a.email, &a.password, a.balance, &a.currency) {
         StatusCode::CREATED.into_response()
     } else {
         err(StatusCode::CONFLICT, format!("account {} exists", a.email))
@@ -329,11 +306,7 @@ struct Access {
     denied: bool,
 }
 
-async fn set_access(
-    State(sim): Shared,
-    Path(email): Path<String>,
-    Json(a): Json<Access>,
-) -> Response {
+async fn set_access(State(sim): Shared, Path(email): Path<String>, Json(a): Json<Access>) -> Response {
     match sim.lock().accounts.get_mut(&email.to_ascii_lowercase()) {
         Some(acct) => {
             acct.access_denied = a.denied;
@@ -361,10 +334,7 @@ async fn add_fault(State(sim): Shared, Json(spec): Json<FaultSpec>) -> Response 
     if let Some(problem) = spec.problem() {
         return err(StatusCode::BAD_REQUEST, problem);
     }
-    Json(FaultId {
-        id: sim.faults.add(spec),
-    })
-    .into_response()
+    Json(FaultId { id: sim.faults.add(spec) }).into_response()
 }
 
 async fn clear_faults(State(sim): Shared) -> StatusCode {
@@ -413,10 +383,7 @@ pub struct AdminClient {
 impl AdminClient {
     /// A client for the simulator at `base` (`http://HOST:PORT`, without `/billmgr`).
     pub fn new(base: impl Into<String>) -> AdminClient {
-        AdminClient {
-            base: base.into().trim_end_matches('/').to_owned(),
-            http: reqwest::Client::new(),
-        }
+        AdminClient { base: base.into().trim_end_matches('/').to_owned(), http: reqwest::Client::new() }
     }
 
     async fn send(&self, req: reqwest::RequestBuilder) -> Result<Vec<u8>, AdminError> {
@@ -433,9 +400,7 @@ impl AdminClient {
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, AdminError> {
-        let body = self
-            .send(self.http.get(format!("{}{path}", self.base)))
-            .await?;
+        let body = self.send(self.http.get(format!("{}{path}", self.base))).await?;
         Ok(serde_json::from_slice(&body)?)
     }
 
@@ -470,16 +435,12 @@ impl AdminClient {
 
     /// Makes the certificate's current enrollment fail (certificate status 6).
     pub async fn fail_certificate(&self, id: u64) -> Result<(), AdminError> {
-        self.post_json(&format!("/_sim/certificates/{id}/fail"), &())
-            .await
-            .map(drop)
+        self.post_json(&format!("/_sim/certificates/{id}/fail"), &()).await.map(drop)
     }
 
     /// Issues the certificate's current enrollment now.
     pub async fn issue_now(&self, id: u64) -> Result<(), AdminError> {
-        self.post_json(&format!("/_sim/certificates/{id}/issue-now"), &())
-            .await
-            .map(drop)
+        self.post_json(&format!("/_sim/certificates/{id}/issue-now"), &()).await.map(drop)
     }
 
     /// Adds an account at runtime.
@@ -496,9 +457,7 @@ impl AdminClient {
     /// Adds `amount` to the balance of `email`; returns the new balance.
     pub async fn top_up(&self, email: &str, amount: Money) -> Result<Money, AdminError> {
         let email: String = url::form_urlencoded::byte_serialize(email.as_bytes()).collect();
-        let body = self
-            .post_json(&format!("/_sim/accounts/{email}/top-up"), &TopUp { amount })
-            .await?;
+        let body = self.post_json(&format!("/_sim/accounts/{email}/top-up"), &TopUp { amount }).await?;
         Ok(serde_json::from_slice::<Balance>(&body)?.balance)
     }
 
@@ -506,12 +465,7 @@ impl AdminClient {
     /// lifts that.
     pub async fn set_access_denied(&self, email: &str, denied: bool) -> Result<(), AdminError> {
         let email: String = url::form_urlencoded::byte_serialize(email.as_bytes()).collect();
-        self.post_json(
-            &format!("/_sim/accounts/{email}/access"),
-            &Access { denied },
-        )
-        .await
-        .map(drop)
+        self.post_json(&format!("/_sim/accounts/{email}/access"), &Access { denied }).await.map(drop)
     }
 
     /// Makes the simulator accept `addon_<code>` for a price list.
@@ -544,9 +498,7 @@ impl AdminClient {
 
     /// The simulated root CA certificate, PEM.
     pub async fn root_pem(&self) -> Result<String, AdminError> {
-        let body = self
-            .send(self.http.get(format!("{}/_sim/root.pem", self.base)))
-            .await?;
+        let body = self.send(self.http.get(format!("{}/_sim/root.pem", self.base))).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
 }

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::io::Write as _;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData as _, SanType,
-    SerialNumber, SubjectPublicKeyInfo,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData as _, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509CertificationRequest};
 
@@ -46,22 +45,15 @@ pub(crate) struct Csr {
 /// Parses a PEM CSR and verifies its self-signature. The error text says what is wrong.
 pub(crate) fn parse_csr(pem_text: &str) -> Result<Csr, String> {
     let block = pem::parse(pem_text.trim()).map_err(|e| format!("not a PEM block: {e}"))?;
-    if !matches!(
-        block.tag(),
-        "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST"
-    ) {
-        return Err(format!(
-            "PEM block is {:?}, not CERTIFICATE REQUEST",
-            block.tag()
-        ));
+    if !matches!(block.tag(), "CERTIFICATE REQUEST" | "NEW CERTIFICATE REQUEST") {
+        return Err(format!("PEM block is {:?}, not CERTIFICATE REQUEST", block.tag()));
     }
-    let (rest, csr) = X509CertificationRequest::from_der(block.contents())
-        .map_err(|e| format!("not a PKCS#10 request: {e}"))?;
+    let (rest, csr) =
+        X509CertificationRequest::from_der(block.contents()).map_err(|e| format!("not a PKCS#10 request: {e}"))?;
     if !rest.is_empty() {
         return Err("trailing bytes after the request".into());
     }
-    csr.verify_signature()
-        .map_err(|e| format!("the request's signature does not verify: {e}"))?;
+    csr.verify_signature().map_err(|e| format!("the request's signature does not verify: {e}"))?;
     let info = &csr.certification_request_info;
     let first = |it: &mut dyn Iterator<Item = &x509_parser::x509::AttributeTypeAndValue<'_>>| {
         it.next().and_then(|a| a.as_str().ok()).map(str::to_owned)
@@ -88,8 +80,7 @@ pub(crate) fn parse_csr(pem_text: &str) -> Result<Csr, String> {
     }
     // A key rcgen cannot put into a certificate (RSA-PSS, DSA, ...) is refused here, at order
     // time, rather than failing later at download.
-    SubjectPublicKeyInfo::from_der(info.subject_pki.raw)
-        .map_err(|e| format!("unsupported public key: {e}"))?;
+    SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(|e| format!("unsupported public key: {e}"))?;
     Ok(Csr {
         cn: first(&mut info.subject.iter_common_name()).map(|c| c.to_ascii_lowercase()),
         sans,
@@ -142,19 +133,13 @@ fn dns_sans(names: &[String]) -> Result<Vec<SanType>, String> {
 
 /// A new ECDSA P-256 key and a CSR for `names` (common name first), as the billing makes them for
 /// `crt_type=generate`. Returns (csr PEM, key PEM).
-pub(crate) fn generate_key_and_csr(
-    names: &[String],
-    subject: &Subject,
-) -> Result<(String, String), String> {
+pub(crate) fn generate_key_and_csr(names: &[String], subject: &Subject) -> Result<(String, String), String> {
     let cn = names.first().ok_or("no common name")?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| e.to_string())?;
     let mut params = CertificateParams::default();
     params.distinguished_name = dn(cn, subject);
     params.subject_alt_names = dns_sans(names)?;
-    let csr = params
-        .serialize_request(&key)
-        .and_then(|c| c.pem())
-        .map_err(|e| e.to_string())?;
+    let csr = params.serialize_request(&key).and_then(|c| c.pem()).map_err(|e| e.to_string())?;
     Ok((csr, key.serialize_pem()))
 }
 
@@ -214,8 +199,7 @@ const BRANDS: [Brand; 7] = [
 ];
 
 fn to_time(t: chrono::DateTime<chrono::Utc>) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
 }
 
 impl Ca {
@@ -241,40 +225,21 @@ impl Ca {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(e)?;
             let mut p = CertificateParams::default();
             let mut d = DistinguishedName::new();
-            d.push(
-                DnType::OrganizationName,
-                format!("{} (simulated)", brand.as_str()),
-            );
-            d.push(
-                DnType::CommonName,
-                format!("{} Simulated Issuing CA", brand.as_str()),
-            );
+            d.push(DnType::OrganizationName, format!("{} (simulated)", brand.as_str()));
+            d.push(DnType::CommonName, format!("{} Simulated Issuing CA", brand.as_str()));
             p.distinguished_name = d;
             p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-            p.key_usages = vec![
-                KeyUsagePurpose::KeyCertSign,
-                KeyUsagePurpose::CrlSign,
-                KeyUsagePurpose::DigitalSignature,
-            ];
+            p.key_usages =
+                vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
             p.not_before = to_time(now - chrono::Duration::days(1));
             p.not_after = to_time(now + chrono::Duration::days(365 * 10));
             p.serial_number = Some(SerialNumber::from_slice(&[0x02, i as u8 + 1]));
             p.use_authority_key_identifier_extension = true;
             let cert = p.signed_by(&key, &root_issuer).map_err(e)?;
-            intermediates.insert(
-                brand,
-                Intermediate {
-                    pem: cert.pem(),
-                    der: cert.der().to_vec(),
-                    issuer: Issuer::new(p, key),
-                },
-            );
+            intermediates
+                .insert(brand, Intermediate { pem: cert.pem(), der: cert.der().to_vec(), issuer: Issuer::new(p, key) });
         }
-        Ok(Ca {
-            root_pem: root_cert.pem(),
-            root_der: root_cert.der().to_vec(),
-            intermediates,
-        })
+        Ok(Ca { root_pem: root_cert.pem(), root_der: root_cert.der().to_vec(), intermediates })
     }
 
     /// The root certificate, PEM (what a test trusts).
@@ -284,10 +249,7 @@ impl Ca {
 
     /// Signs a leaf and packs the download body for its brand.
     pub(crate) fn issue(&self, spec: &LeafSpec) -> Result<IssuedChain, String> {
-        let int = self
-            .intermediates
-            .get(&spec.brand)
-            .ok_or("no intermediate for brand")?;
+        let int = self.intermediates.get(&spec.brand).ok_or("no intermediate for brand")?;
         let spki = SubjectPublicKeyInfo::from_der(&spec.spki).map_err(|e| e.to_string())?;
         let cn = spec.names.first().ok_or("no common name")?;
         let mut p = CertificateParams::default();
@@ -298,14 +260,8 @@ impl Ca {
         let mut serial = spec.serial;
         serial[0] = (serial[0] & 0x7f) | 0x10; // positive and of full length
         p.serial_number = Some(SerialNumber::from_slice(&serial));
-        p.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        p.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         p.use_authority_key_identifier_extension = true;
         let leaf = p.signed_by(&spki, &int.issuer).map_err(|e| e.to_string())?;
         let leaf_pem = leaf.pem();
@@ -327,22 +283,15 @@ impl Ca {
         }
     }
 
-    fn zip(
-        &self,
-        spec: &LeafSpec,
-        leaf_pem: &str,
-        leaf_der: &[u8],
-        int: &Intermediate,
-    ) -> Result<Vec<u8>, String> {
+    fn zip(&self, spec: &LeafSpec, leaf_pem: &str, leaf_der: &[u8], int: &Intermediate) -> Result<Vec<u8>, String> {
         use der::{Decode as _, Encode as _};
         let certs = [leaf_der, &int.der, &self.root_der]
             .into_iter()
             .map(x509_cert::Certificate::from_der)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| e.to_string())?;
-        let p7b = cms::content_info::ContentInfo::try_from(certs)
-            .and_then(|ci| ci.to_der())
-            .map_err(|e| e.to_string())?;
+        let p7b =
+            cms::content_info::ContentInfo::try_from(certs).and_then(|ci| ci.to_der()).map_err(|e| e.to_string())?;
         let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
         let opts = zip::write::SimpleFileOptions::default();
         let files: [(String, &[u8]); 4] = [
@@ -402,8 +351,7 @@ mod tests {
     fn garbage_and_tampered_csrs_are_refused() {
         assert!(parse_csr("hello").is_err());
         assert!(parse_csr("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----").is_err());
-        let (csr, _) =
-            generate_key_and_csr(&["a.example.com".into()], &Subject::default()).unwrap();
+        let (csr, _) = generate_key_and_csr(&["a.example.com".into()], &Subject::default()).unwrap();
         let block = pem::parse(&csr).unwrap();
         let mut der = block.contents().to_vec();
         let n = der.len();
@@ -415,24 +363,17 @@ mod tests {
     #[test]
     fn chain_verifies_and_leaf_carries_the_csr_key() {
         let ca = Ca::new().unwrap();
-        let (csr, _) =
-            generate_key_and_csr(&["*.example.com".into()], &Subject::default()).unwrap();
+        let (csr, _) = generate_key_and_csr(&["*.example.com".into()], &Subject::default()).unwrap();
         let csr = parse_csr(&csr).unwrap();
         let chain = ca.issue(&spec(Brand::Comodo, csr.spki.clone())).unwrap();
         assert_eq!(chain.content_type, "application/x-pem-file");
         let pems: Vec<_> = pem::parse_many(&chain.body).unwrap();
         assert_eq!(pems.len(), 3);
-        let certs: Vec<X509Certificate<'_>> = pems
-            .iter()
-            .map(|p| X509Certificate::from_der(p.contents()).unwrap().1)
-            .collect();
+        let certs: Vec<X509Certificate<'_>> =
+            pems.iter().map(|p| X509Certificate::from_der(p.contents()).unwrap().1).collect();
         assert_eq!(certs[0].public_key().raw, csr.spki.as_slice());
-        certs[0]
-            .verify_signature(Some(certs[1].public_key()))
-            .unwrap();
-        certs[1]
-            .verify_signature(Some(certs[2].public_key()))
-            .unwrap();
+        certs[0].verify_signature(Some(certs[1].public_key())).unwrap();
+        certs[1].verify_signature(Some(certs[2].public_key())).unwrap();
         certs[2].verify_signature(None).unwrap();
         let _ = parse_x509_pem(ca.root_pem().as_bytes()).unwrap();
         let zip = ca.issue(&spec(Brand::AlphaSsl, csr.spki)).unwrap();

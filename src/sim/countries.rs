@@ -69,9 +69,7 @@ pub(crate) fn by_id(id: &str) -> Option<&'static Country> {
 
 /// The country whose ISO code is `iso` (from a CSR's `C` attribute).
 pub(crate) fn by_iso(iso: &str) -> Option<&'static Country> {
-    COUNTRIES
-        .iter()
-        .find(|c| c.iso.eq_ignore_ascii_case(iso.trim()))
+    COUNTRIES.iter().find(|c| c.iso.eq_ignore_ascii_case(iso.trim()))
 }
 
 #[cfg(test)]

@@ -58,12 +58,7 @@ pub struct FaultSpec {
 impl FaultSpec {
     /// A fault of `kind` on every billing request, before commit, until cleared.
     pub fn new(kind: FaultKind) -> FaultSpec {
-        FaultSpec {
-            kind,
-            func: None,
-            count: None,
-            after_commit: false,
-        }
+        FaultSpec { kind, func: None, count: None, after_commit: false }
     }
 
     /// Restricts the fault to one billing function.
@@ -87,12 +82,10 @@ impl FaultSpec {
     /// Why this spec cannot be applied, if it cannot.
     pub(crate) fn problem(&self) -> Option<&'static str> {
         match &self.kind {
-            FaultKind::Auth if self.after_commit => Some(
-                "an auth failure after commit makes no sense: the billing checks credentials first",
-            ),
-            FaultKind::Status { status } | FaultKind::Html { status }
-                if !(100..=599).contains(status) =>
-            {
+            FaultKind::Auth if self.after_commit => {
+                Some("an auth failure after commit makes no sense: the billing checks credentials first")
+            }
+            FaultKind::Status { status } | FaultKind::Html { status } if !(100..=599).contains(status) => {
                 Some("status must be an HTTP status code")
             }
             _ => None,
@@ -133,28 +126,20 @@ impl Faults {
     }
 
     pub(crate) fn clear(&self) {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clear();
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.clear();
     }
 
     pub(crate) fn list(&self) -> Vec<ActiveFault> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .1
-            .clone()
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).1.clone()
     }
 
     /// Takes the fault for a request of `func` at the given phase, using up one of its count.
     pub(crate) fn take(&self, func: &str, after_commit: bool) -> Option<FaultKind> {
         let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let faults = &mut g.1;
-        let pos = faults.iter().position(|f| {
-            f.spec.after_commit == after_commit && f.spec.func.as_deref().is_none_or(|x| x == func)
-        })?;
+        let pos = faults
+            .iter()
+            .position(|f| f.spec.after_commit == after_commit && f.spec.func.as_deref().is_none_or(|x| x == func))?;
         let kind = faults[pos].spec.kind.clone();
         if let Some(n) = &mut faults[pos].spec.count {
             *n = n.saturating_sub(1);
@@ -173,11 +158,7 @@ mod tests {
     #[test]
     fn faults_match_by_func_and_phase_and_run_out() {
         let f = Faults::default();
-        f.add(
-            FaultSpec::new(FaultKind::Timeout)
-                .on_func("certificate")
-                .times(2),
-        );
+        f.add(FaultSpec::new(FaultKind::Timeout).on_func("certificate").times(2));
         f.add(FaultSpec::new(FaultKind::Status { status: 502 }).after_commit());
         assert_eq!(f.take("certificate.edit", false), None);
         assert_eq!(f.take("certificate", false), Some(FaultKind::Timeout));
@@ -197,11 +178,6 @@ mod tests {
         assert_eq!(j["delay_ms"], 5);
         let back: FaultSpec = serde_json::from_str(r#"{"kind":"html"}"#).unwrap();
         assert_eq!(back.kind, FaultKind::Html { status: 200 });
-        assert!(
-            FaultSpec::new(FaultKind::Auth)
-                .after_commit()
-                .problem()
-                .is_some()
-        );
+        assert!(FaultSpec::new(FaultKind::Auth).after_commit().problem().is_some());
     }
 }

@@ -13,9 +13,7 @@ use super::countries::COUNTRIES;
 use super::params::Params;
 use super::pricing::{addon_price, product_price};
 use super::render::{Answer, FileBody, Form, Refusal};
-use super::state::{
-    Cert, CrtType, EnrollKind, Enrollment, Lang, ListFilter, add_months, item_label, leaf_names,
-};
+use super::state::{Cert, CrtType, EnrollKind, Enrollment, Lang, ListFilter, add_months, item_label, leaf_names};
 use super::validate;
 
 /// Largest page the list serves, and the default.
@@ -25,14 +23,7 @@ const DEFAULT_PAGE: usize = 20;
 type Res = Result<Answer, Refusal>;
 
 /// Runs billing function `func` for the authenticated `account`.
-pub(crate) fn call(
-    sim: &Sim,
-    account: &str,
-    func: &str,
-    p: &Params,
-    lang: Lang,
-    now: DateTime<Utc>,
-) -> Answer {
+pub(crate) fn call(sim: &Sim, account: &str, func: &str, p: &Params, lang: Lang, now: DateTime<Utc>) -> Answer {
     let result = match func {
         "certificate.order.csr" => order_csr(sim, account, p),
         "certificate.order.param" => order_param(sim, account, p, now),
@@ -43,11 +34,7 @@ pub(crate) fn call(
         "certificate" => list(sim, account, p, now, lang),
         "certificate.filter" => filter(sim, account, p),
         "service.prolong" => prolong(sim, account, p, now),
-        other => Err(Refusal::new(
-            "missed",
-            "func",
-            format!("Unknown function {other:?}"),
-        )),
+        other => Err(Refusal::new("missed", "func", format!("Unknown function {other:?}"))),
     };
     result.unwrap_or_else(Answer::from)
 }
@@ -70,30 +57,15 @@ pub(crate) fn auth(sim: &Sim, p: &Params) -> Answer {
 }
 
 fn region_of(sim: &Sim, account: &str) -> Region {
-    sim.lock()
-        .accounts
-        .get(account)
-        .map_or(Region::Russian, |a| a.region)
+    sim.lock().accounts.get(account).map_or(Region::Russian, |a| a.region)
 }
 
 fn period_list() -> (String, Vec<(String, String)>) {
-    (
-        "period".into(),
-        vec![
-            ("12".into(), "1 year".into()),
-            ("24".into(), "2 years".into()),
-        ],
-    )
+    ("period".into(), vec![("12".into(), "1 year".into()), ("24".into(), "2 years".into())])
 }
 
 fn country_list() -> (String, Vec<(String, String)>) {
-    (
-        "field_country".into(),
-        COUNTRIES
-            .iter()
-            .map(|c| (c.id.to_string(), c.name.to_owned()))
-            .collect(),
-    )
+    ("field_country".into(), COUNTRIES.iter().map(|c| (c.id.to_string(), c.name.to_owned())).collect())
 }
 
 /// `certificate.order.csr`: without `sok` the form (with the country list); with
@@ -108,10 +80,7 @@ fn order_csr(sim: &Sim, account: &str, p: &Params) -> Res {
         let form = Form {
             model: vec![
                 ("pricelist".into(), pricelist.to_string()),
-                (
-                    "period".into(),
-                    p.filled("period").unwrap_or("12").to_owned(),
-                ),
+                ("period".into(), p.filled("period").unwrap_or("12").to_owned()),
                 ("crt_type".into(), "generate".into()),
             ],
             slist: vec![
@@ -119,10 +88,7 @@ fn order_csr(sim: &Sim, account: &str, p: &Params) -> Res {
                 period_list(),
                 (
                     "crt_type".into(),
-                    vec![
-                        ("generate".into(), "Generate".into()),
-                        ("manual".into(), "Enter CSR".into()),
-                    ],
+                    vec![("generate".into(), "Generate".into()), ("manual".into(), "Enter CSR".into())],
                 ),
             ],
         };
@@ -149,24 +115,17 @@ fn order_csr(sim: &Sim, account: &str, p: &Params) -> Res {
         None => Vec::new(),
     };
     if let Some(input) = p.filled("altname_input") {
-        let input: Vec<String> = input
-            .split_whitespace()
-            .map(str::to_ascii_lowercase)
-            .collect();
+        let input: Vec<String> = input.split_whitespace().map(str::to_ascii_lowercase).collect();
         if input != altnames {
             return Err(Refusal::value("altname_input", "differs from altname"));
         }
     }
     let single = product.multi_domain == MultiDomain::No && sim.addon_code(pricelist).is_none();
     if single && !altnames.is_empty() {
-        return Err(Refusal::value(
-            "altname",
-            format!("{} is a single-domain product", product.name),
-        ));
+        return Err(Refusal::value("altname", format!("{} is a single-domain product", product.name)));
     }
     let names = leaf_names(&cn, &altnames);
-    let (csr, key) =
-        ca::generate_key_and_csr(&names, &subject).map_err(|e| Refusal::value("CN", e))?;
+    let (csr, key) = ca::generate_key_and_csr(&names, &subject).map_err(|e| Refusal::value("CN", e))?;
     Ok(Answer::Form(Form {
         model: vec![
             ("csr".into(), csr),
@@ -180,12 +139,7 @@ fn order_csr(sim: &Sim, account: &str, p: &Params) -> Res {
 
 fn not_enough_money(price: super::Money, have: super::Money, currency: &str) -> Refusal {
     let deficit = price.checked_sub(have).unwrap_or(price);
-    Refusal::new(
-        "not_enough_money",
-        "",
-        "Not enough money on the account balance",
-    )
-    .with_params(vec![
+    Refusal::new("not_enough_money", "", "Not enough money on the account balance").with_params(vec![
         ("amount", price.to_string()),
         ("have", have.to_string()),
         ("currency", currency.to_owned()),
@@ -202,22 +156,13 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res 
         let (product, pricelist) = validate::pricelist(p, region)?;
         let mut model = vec![
             ("pricelist".into(), pricelist.to_string()),
-            (
-                "period".into(),
-                p.filled("period").unwrap_or("12").to_owned(),
-            ),
-            (
-                "cost".into(),
-                product_price(product, region, 12).to_string(),
-            ),
+            ("period".into(), p.filled("period").unwrap_or("12").to_owned()),
+            ("cost".into(), product_price(product, region, 12).to_string()),
         ];
         if let Some(code) = sim.addon_code(pricelist) {
             model.push((format!("addon_{code}"), "0".into()));
         }
-        let form = Form {
-            model,
-            slist: vec![period_list(), country_list()],
-        };
+        let form = Form { model, slist: vec![period_list(), country_list()] };
         return Ok(Answer::Form(form));
     }
     let v = validate::order(p, region, |pl| sim.addon_code(pl))?;
@@ -235,11 +180,7 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res 
             }
             acct.balance = acct.balance.checked_sub(price).unwrap_or(acct.balance);
             acct.counters.orders += 1;
-            acct.counters.charged = acct
-                .counters
-                .charged
-                .checked_add(price)
-                .unwrap_or(acct.counters.charged);
+            acct.counters.charged = acct.counters.charged.checked_add(price).unwrap_or(acct.counters.charged);
         } else {
             acct.counters.unpaid_orders += 1;
         }
@@ -288,18 +229,14 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res 
     if let Some(acct) = st.accounts.get_mut(account) {
         acct.certs.push(id);
     }
-    Ok(Answer::Ok {
-        id: Some(id.to_string()),
-    })
+    Ok(Answer::Ok { id: Some(id.to_string()) })
 }
 
 /// `certificate.edit`: the certificate's details, alt names in the billing's order.
 fn edit(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
     let elid = p.required("elid")?;
     let st = sim.lock();
-    let c = st
-        .cert_of(account, elid)
-        .ok_or_else(|| Refusal::no_such_elid(elid))?;
+    let c = st.cert_of(account, elid).ok_or_else(|| Refusal::no_such_elid(elid))?;
     let (item_status, crt_status) = c.statuses(now);
     let mut f = Form::default()
         .field("elid", c.id.to_string())
@@ -318,14 +255,8 @@ fn edit(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
         .field("OU", c.data.subject.ou.clone().unwrap_or_default())
         .field("L", c.data.subject.l.clone().unwrap_or_default())
         .field("ST", c.data.subject.st.clone().unwrap_or_default())
-        .field(
-            "field_country",
-            c.data.field_country.clone().unwrap_or_default(),
-        )
-        .field(
-            "emailAddress",
-            c.data.subject.email.clone().unwrap_or_default(),
-        );
+        .field("field_country", c.data.field_country.clone().unwrap_or_default())
+        .field("emailAddress", c.data.subject.email.clone().unwrap_or_default());
     for (i, e) in c.approver_emails.iter().enumerate() {
         f = f.field(format!("approver_email_{}", i + 1), e.clone());
     }
@@ -346,18 +277,10 @@ fn file(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
     }
     let (cell, spec) = {
         let st = sim.lock();
-        let c = st
-            .cert_of(account, elid)
-            .ok_or_else(|| Refusal::no_such_elid(elid))?;
+        let c = st.cert_of(account, elid).ok_or_else(|| Refusal::no_such_elid(elid))?;
         let served = c.paid.then(|| c.served(now)).flatten();
-        let e = served.ok_or_else(|| {
-            Refusal::new("missed", "file", "The certificate has not been issued yet")
-        })?;
-        let spec = e
-            .chain
-            .get()
-            .is_none()
-            .then(|| c.leaf_spec(e, sim.validity, sim.seed));
+        let e = served.ok_or_else(|| Refusal::new("missed", "file", "The certificate has not been issued yet"))?;
+        let spec = e.chain.get().is_none().then(|| c.leaf_spec(e, sim.validity, sim.seed));
         (Arc::clone(&e.chain), spec)
     };
     // Signing happens here, at the first download, outside the state lock.
@@ -365,9 +288,7 @@ fn file(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
         Some(spec) => sim.ca.issue(spec).map(Arc::new),
         None => Err("chain vanished".into()),
     });
-    let chain = chain
-        .as_ref()
-        .map_err(|e| Refusal::value("csr", format!("the CA could not sign: {e}")))?;
+    let chain = chain.as_ref().map_err(|e| Refusal::value("csr", format!("the CA could not sign: {e}")))?;
     Ok(Answer::File(FileBody {
         content_type: chain.content_type,
         filename: chain.filename.clone(),
@@ -380,9 +301,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
     let elid = p.required("elid")?;
     if !p.is("sok", "ok") {
         let st = sim.lock();
-        let c = st
-            .cert_of(account, elid)
-            .ok_or_else(|| Refusal::no_such_elid(elid))?;
+        let c = st.cert_of(account, elid).ok_or_else(|| Refusal::no_such_elid(elid))?;
         let form = Form::default()
             .field("elid", c.id.to_string())
             .field("CN", c.cn.clone())
@@ -398,10 +317,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
             Some((pem.to_owned(), validate::csr(pem)?))
         }
         other => {
-            return Err(Refusal::value(
-                "crt_type",
-                format!("{other:?} (oldrequest, manual or altname)"),
-            ));
+            return Err(Refusal::value("crt_type", format!("{other:?} (oldrequest, manual or altname)")));
         }
     };
     let new_altnames = match form {
@@ -418,10 +334,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
         Some(raw) => {
             let list = validate::altnames(raw, "altname", &c.cn)?;
             if let Some(input) = p.filled("altname_input") {
-                let input: Vec<String> = input
-                    .split_whitespace()
-                    .map(str::to_ascii_lowercase)
-                    .collect();
+                let input: Vec<String> = input.split_whitespace().map(str::to_ascii_lowercase).collect();
                 if input != list {
                     return Err(Refusal::value("altname_input", "differs from altname"));
                 }
@@ -429,11 +342,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
             if list.len() > c.paid_altnames as usize {
                 return Err(Refusal::value(
                     "altname",
-                    format!(
-                        "{} alt names given, {} paid for",
-                        list.len(),
-                        c.paid_altnames
-                    ),
+                    format!("{} alt names given, {} paid for", list.len(), c.paid_altnames),
                 ));
             }
             list
@@ -444,10 +353,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
     let spki = match &new_csr {
         Some((_, csr)) => {
             if csr.cn.as_deref() != Some(c.cn.as_str()) {
-                return Err(Refusal::value(
-                    "csr",
-                    format!("the request must be for {:?}", c.cn),
-                ));
+                return Err(Refusal::value("csr", format!("the request must be for {:?}", c.cn)));
             }
             validate::csr_names_within(csr, &names)?;
             Arc::new(csr.spki.clone())
@@ -486,13 +392,9 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
 fn delete(sim: &Sim, account: &str, p: &Params) -> Res {
     let elid = p.required("elid")?;
     let mut st = sim.lock();
-    let c = st
-        .cert_of_mut(account, elid)
-        .ok_or_else(|| Refusal::no_such_elid(elid))?;
+    let c = st.cert_of_mut(account, elid).ok_or_else(|| Refusal::no_such_elid(elid))?;
     if !p.is("sok", "ok") {
-        let form = Form::default()
-            .field("elid", c.id.to_string())
-            .field("CN", c.cn.clone());
+        let form = Form::default().field("elid", c.id.to_string()).field("CN", c.cn.clone());
         return Ok(Answer::Form(form));
     }
     c.deleted = true;
@@ -517,9 +419,7 @@ fn page_param(p: &Params, name: &str, default: usize) -> Result<usize, Refusal> 
 fn list(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>, lang: Lang) -> Res {
     let p_cnt = page_param(p, "p_cnt", DEFAULT_PAGE)?.min(MAX_PAGE);
     let p_num = page_param(p, "p_num", 1)?;
-    Ok(Answer::List(
-        sim.lock().list(account, p_cnt, p_num, now, lang),
-    ))
+    Ok(Answer::List(sim.lock().list(account, p_cnt, p_num, now, lang)))
 }
 
 /// `certificate.filter`: shows the sticky filter, or with `sok=ok` replaces it (empty fields
@@ -531,21 +431,10 @@ fn filter(sim: &Sim, account: &str, p: &Params) -> Res {
         let f = &acct.filter;
         let form = Form::default()
             .field("CN", f.cn.clone().unwrap_or_default())
-            .field(
-                "item_status",
-                f.item_status.map(|s| s.to_string()).unwrap_or_default(),
-            )
-            .field(
-                "pricelist",
-                f.pricelist.map(|s| s.to_string()).unwrap_or_default(),
-            );
-        let statuses = (1..=5u8)
-            .map(|s| (s.to_string(), item_label(s, Lang::En).to_owned()))
-            .collect();
-        return Ok(Answer::Form(Form {
-            slist: vec![("item_status".into(), statuses)],
-            ..form
-        }));
+            .field("item_status", f.item_status.map(|s| s.to_string()).unwrap_or_default())
+            .field("pricelist", f.pricelist.map(|s| s.to_string()).unwrap_or_default());
+        let statuses = (1..=5u8).map(|s| (s.to_string(), item_label(s, Lang::En).to_owned())).collect();
+        return Ok(Answer::Form(Form { slist: vec![("item_status".into(), statuses)], ..form }));
     }
     let item_status = match p.filled("item_status") {
         None => None,
@@ -556,18 +445,13 @@ fn filter(sim: &Sim, account: &str, p: &Params) -> Res {
                 .ok_or_else(|| Refusal::value("item_status", format!("{v:?} is not a status")))?,
         ),
     };
-    let pricelist =
-        match p.filled("pricelist") {
-            None => None,
-            Some(v) => Some(v.parse::<u32>().map_err(|_| {
-                Refusal::value("pricelist", format!("{v:?} is not a price list id"))
-            })?),
-        };
-    acct.filter = ListFilter {
-        cn: p.filled("CN").map(str::to_owned),
-        item_status,
-        pricelist,
+    let pricelist = match p.filled("pricelist") {
+        None => None,
+        Some(v) => {
+            Some(v.parse::<u32>().map_err(|_| Refusal::value("pricelist", format!("{v:?} is not a price list id")))?)
+        }
     };
+    acct.filter = ListFilter { cn: p.filled("CN").map(str::to_owned), item_status, pricelist };
     Ok(Answer::Ok { id: None })
 }
 
@@ -594,10 +478,7 @@ fn prolong(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
                 ("elid".into(), c.id.to_string()),
                 ("period".into(), c.period.to_string()),
                 ("cost".into(), price_for(c, c.period).to_string()),
-                (
-                    "expiredate".into(),
-                    c.expires.format("%Y-%m-%d").to_string(),
-                ),
+                ("expiredate".into(), c.expires.format("%Y-%m-%d").to_string()),
             ],
             slist: vec![period_list()],
         };
@@ -611,11 +492,7 @@ fn prolong(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
     }
     acct.balance = acct.balance.checked_sub(price).unwrap_or(acct.balance);
     acct.counters.prolongs += 1;
-    acct.counters.charged = acct
-        .counters
-        .charged
-        .checked_add(price)
-        .unwrap_or(acct.counters.charged);
+    acct.counters.charged = acct.counters.charged.checked_add(price).unwrap_or(acct.counters.charged);
     c.previous = c.last_issued(now);
     c.current = Enrollment {
         kind: EnrollKind::Prolong,
@@ -641,11 +518,7 @@ pub(crate) fn contact_pairs() -> Vec<(&'static str, String)> {
     validate::CONTACT_FIELDS
         .iter()
         .map(|f| {
-            let v = if f.ends_with("_email") {
-                "ops@example.com".to_owned()
-            } else {
-                format!("x-{f}")
-            };
+            let v = if f.ends_with("_email") { "ops@example.com".to_owned() } else { format!("x-{f}") };
             (*f, v)
         })
         .collect()

@@ -25,26 +25,14 @@ fn sim() -> Arc<Sim> {
     build(config).unwrap().0
 }
 
-fn call(
-    sim: &Sim,
-    account: &str,
-    func: &str,
-    pairs: &[(String, String)],
-    now: DateTime<Utc>,
-) -> Answer {
-    let refs: Vec<(&str, &str)> = pairs
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
+fn call(sim: &Sim, account: &str, func: &str, pairs: &[(String, String)], now: DateTime<Utc>) -> Answer {
+    let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let p = super::params::Params::from_pairs(&refs);
     funcs::call(sim, account, func, &p, Lang::En, now)
 }
 
 fn kv(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn csr_for(names: &[&str]) -> (String, String) {
@@ -62,16 +50,9 @@ fn manual_order(pricelist: &str, cn: &str) -> Vec<(String, String)> {
         ("period", "12"),
         ("pricelist", pricelist),
         ("csr", &csr),
-        (
-            "approver_email_1",
-            &format!("admin@{}", cn.trim_start_matches("*.")),
-        ),
+        ("approver_email_1", &format!("admin@{}", cn.trim_start_matches("*."))),
     ]);
-    v.extend(
-        funcs::contact_pairs()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
+    v.extend(funcs::contact_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
     v
 }
 
@@ -104,12 +85,7 @@ fn balance(sim: &Sim, account: &str) -> Money {
 
 fn model(a: &Answer, key: &str) -> String {
     match a {
-        Answer::Form(f) => f
-            .model
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default(),
+        Answer::Form(f) => f.model.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default(),
         other => panic!("expected a form, got {other:?}"),
     }
 }
@@ -153,11 +129,7 @@ fn a_generated_order_is_charged_and_issued_over_time() {
         ("key", &key),
         ("remoteid", "ns/cert-1"),
     ]);
-    order.extend(
-        funcs::contact_pairs()
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v)),
-    );
+    order.extend(funcs::contact_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
     let id = ordered_id(call(&s, RU, "certificate.order.param", &order, t0));
     assert_eq!(balance(&s, RU), Money::from_units(100_000 - 12_900));
     let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
@@ -189,67 +161,17 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
     let (wild_csr, _) = csr_for(&["*.example.com"]);
     type Edit = Box<dyn Fn(&mut Vec<(String, String)>)>;
     let cases: Vec<(&str, Edit, &str, &str)> = vec![
-        (
-            "unknown price list",
-            Box::new(|p| set(p, "pricelist", "1")),
-            "value",
-            "pricelist",
-        ),
-        (
-            "foreign price list on a RUB account",
-            Box::new(|p| set(p, "pricelist", "55346")),
-            "value",
-            "pricelist",
-        ),
-        (
-            "period 36",
-            Box::new(|p| set(p, "period", "36")),
-            "value",
-            "period",
-        ),
-        (
-            "no period",
-            Box::new(|p| unset(p, "period")),
-            "missed",
-            "period",
-        ),
-        (
-            "no pricelist",
-            Box::new(|p| unset(p, "pricelist")),
-            "missed",
-            "pricelist",
-        ),
+        ("unknown price list", Box::new(|p| set(p, "pricelist", "1")), "value", "pricelist"),
+        ("foreign price list on a RUB account", Box::new(|p| set(p, "pricelist", "55346")), "value", "pricelist"),
+        ("period 36", Box::new(|p| set(p, "period", "36")), "value", "period"),
+        ("no period", Box::new(|p| unset(p, "period")), "missed", "period"),
+        ("no pricelist", Box::new(|p| unset(p, "pricelist")), "missed", "pricelist"),
         ("no csr", Box::new(|p| unset(p, "csr")), "missed", "csr"),
-        (
-            "no crt_type",
-            Box::new(|p| unset(p, "crt_type")),
-            "missed",
-            "crt_type",
-        ),
-        (
-            "bad crt_type",
-            Box::new(|p| set(p, "crt_type", "magic")),
-            "value",
-            "crt_type",
-        ),
-        (
-            "no approver",
-            Box::new(|p| unset(p, "approver_email_1")),
-            "missed",
-            "approver_email_1",
-        ),
-        (
-            "no admin phone",
-            Box::new(|p| unset(p, "adm_phone")),
-            "missed",
-            "adm_phone",
-        ),
-        (
-            "no tech email",
-            Box::new(|p| set(p, "tech_email", "")),
-            "missed",
-            "tech_email",
-        ),
+        ("no crt_type", Box::new(|p| unset(p, "crt_type")), "missed", "crt_type"),
+        ("bad crt_type", Box::new(|p| set(p, "crt_type", "magic")), "value", "crt_type"),
+        ("no approver", Box::new(|p| unset(p, "approver_email_1")), "missed", "approver_email_1"),
+        ("no admin phone", Box::new(|p| unset(p, "adm_phone")), "missed", "adm_phone"),
+        ("no tech email", Box::new(|p| set(p, "tech_email", "")), "missed", "tech_email"),
         (
             "approver of another domain",
             Box::new(|p| set(p, "approver_email_1", "admin@other.com")),
@@ -270,13 +192,7 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
         ),
         (
             "garbage csr",
-            Box::new(|p| {
-                set(
-                    p,
-                    "csr",
-                    "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----",
-                )
-            }),
+            Box::new(|p| set(p, "csr", "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----")),
             "value",
             "csr",
         ),
@@ -290,12 +206,7 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
             "value",
             "altname",
         ),
-        (
-            "altname without altname_input",
-            Box::new(|p| set(p, "altname", "b.example.com")),
-            "missed",
-            "altname_input",
-        ),
+        ("altname without altname_input", Box::new(|p| set(p, "altname", "b.example.com")), "missed", "altname_input"),
         (
             "wildcard CN on a non-wildcard product",
             {
@@ -308,12 +219,7 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
             "value",
             "CN",
         ),
-        (
-            "CN that differs from the CSR",
-            Box::new(|p| set(p, "CN", "z.example.com")),
-            "value",
-            "CN",
-        ),
+        ("CN that differs from the CSR", Box::new(|p| set(p, "CN", "z.example.com")), "value", "CN"),
         (
             "generate with a key of another CSR",
             {
@@ -372,17 +278,8 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
         let mut p = base.clone();
         edit(&mut p);
         let r = refused(call(&s, RU, "certificate.order.param", &p, now));
-        assert_eq!(
-            (r.kind, r.object.as_str()),
-            (kind, object),
-            "{what}: {}",
-            r.msg
-        );
-        assert_eq!(
-            balance(&s, RU),
-            Money::from_units(100_000),
-            "{what} charged"
-        );
+        assert_eq!((r.kind, r.object.as_str()), (kind, object), "{what}: {}", r.msg);
+        assert_eq!(balance(&s, RU), Money::from_units(100_000), "{what} charged");
         assert!(s.lock().certs.is_empty(), "{what} created a certificate");
     }
     // The control: the unedited order passes.
@@ -393,52 +290,20 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
 fn wildcard_products_need_a_wildcard_and_the_base_domain_gets_the_approver() {
     let s = sim();
     let now = Utc::now();
-    let r = refused(call(
-        &s,
-        RU,
-        "certificate.order.param",
-        &manual_order("55325", "plain.example.com"),
-        now,
-    ));
+    let r = refused(call(&s, RU, "certificate.order.param", &manual_order("55325", "plain.example.com"), now));
     assert_eq!((r.kind, r.object.as_str()), ("value", "CN"));
-    let id = ordered_id(call(
-        &s,
-        RU,
-        "certificate.order.param",
-        &manual_order("55325", "*.example.com"),
-        now,
-    ));
-    assert_eq!(
-        s.lock().certs[&id.parse::<u64>().unwrap()].current.names,
-        vec!["*.example.com", "example.com"]
-    );
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("55325", "*.example.com"), now));
+    assert_eq!(s.lock().certs[&id.parse::<u64>().unwrap()].current.names, vec!["*.example.com", "example.com"]);
 }
 
 #[test]
 fn a_low_balance_is_refused_with_the_amounts() {
     let s = sim();
-    let r = refused(call(
-        &s,
-        EU,
-        "certificate.order.param",
-        &manual_order("55348", "a.example.com"),
-        Utc::now(),
-    ));
+    let r = refused(call(&s, EU, "certificate.order.param", &manual_order("55348", "a.example.com"), Utc::now()));
     assert_eq!(r.kind, "not_enough_money");
-    let param = |k: &str| {
-        r.params
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
+    let param = |k: &str| r.params.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
     assert_eq!(
-        (
-            param("amount").as_str(),
-            param("have").as_str(),
-            param("currency").as_str(),
-            param("deficit").as_str()
-        ),
+        (param("amount").as_str(), param("have").as_str(), param("currency").as_str(), param("deficit").as_str()),
         ("159.00", "100.00", "EUR", "59.00")
     );
     assert_eq!(balance(&s, EU), Money::from_units(100));
@@ -477,33 +342,17 @@ fn multi_domain_orders_check_addon_counts_and_codes() {
     let now = Utc::now();
     let mut wrong_count = p.clone();
     set(&mut wrong_count, "addon_55364", "1");
-    assert_eq!(
-        refused(call(&s, RU, "certificate.order.param", &wrong_count, now)).object,
-        "addon_55364"
-    );
+    assert_eq!(refused(call(&s, RU, "certificate.order.param", &wrong_count, now)).object, "addon_55364");
     let mut wrong_code = p.clone();
     set(&mut wrong_code, "addon_12345", "2");
-    assert_eq!(
-        refused(call(&s, RU, "certificate.order.param", &wrong_code, now)).object,
-        "addon_12345"
-    );
+    assert_eq!(refused(call(&s, RU, "certificate.order.param", &wrong_code, now)).object, "addon_12345");
     let mut differing = p.clone();
     set(&mut differing, "addon_55364", "2");
-    set(
-        &mut differing,
-        "altname_input",
-        "c.example.com b.example.com",
-    );
-    assert_eq!(
-        refused(call(&s, RU, "certificate.order.param", &differing, now)).object,
-        "altname_input"
-    );
+    set(&mut differing, "altname_input", "c.example.com b.example.com");
+    assert_eq!(refused(call(&s, RU, "certificate.order.param", &differing, now)).object, "altname_input");
     assert_eq!(balance(&s, RU), Money::from_units(100_000));
     multi_domain_order(&s);
-    assert_eq!(
-        balance(&s, RU),
-        Money::from_units(100_000 - 12_900 - 2 * 1_900)
-    );
+    assert_eq!(balance(&s, RU), Money::from_units(100_000 - 12_900 - 2 * 1_900));
 }
 
 #[test]
@@ -512,11 +361,7 @@ fn reissues_follow_the_index_rules_of_each_form() {
     let id = multi_domain_order(&s);
     let now = Utc::now();
     let later = now + chrono::Duration::seconds(10);
-    let base = kv(&[
-        ("elid", &id),
-        ("sok", "ok"),
-        ("approver_method", "auth_email"),
-    ]);
+    let base = kv(&[("elid", &id), ("sok", "ok"), ("approver_method", "auth_email")]);
     // oldrequest: indexes follow certificate.edit's altname order (b, c).
     let mut old = base.clone();
     old.extend(kv(&[
@@ -525,16 +370,10 @@ fn reissues_follow_the_index_rules_of_each_form() {
         ("approver_email_2", "admin@c.example.com"),
         ("approver_email_3", "admin@b.example.com"),
     ]));
-    assert_eq!(
-        refused(call(&s, RU, "certificate.reissue.step2", &old, later)).object,
-        "approver_email_2"
-    );
+    assert_eq!(refused(call(&s, RU, "certificate.reissue.step2", &old, later)).object, "approver_email_2");
     set(&mut old, "approver_email_2", "admin@b.example.com");
     set(&mut old, "approver_email_3", "admin@c.example.com");
-    assert!(matches!(
-        call(&s, RU, "certificate.reissue.step2", &old, later),
-        Answer::Ok { .. }
-    ));
+    assert!(matches!(call(&s, RU, "certificate.reissue.step2", &old, later), Answer::Ok { .. }));
     // altname: indexes follow the new altname parameter; more names than paid are refused.
     let mut alt = base.clone();
     alt.extend(kv(&[
@@ -544,10 +383,7 @@ fn reissues_follow_the_index_rules_of_each_form() {
         ("approver_email_2", "admin@d.example.com"),
         ("approver_email_3", "admin@b.example.com"),
     ]));
-    assert!(matches!(
-        call(&s, RU, "certificate.reissue.step2", &alt, later),
-        Answer::Ok { .. }
-    ));
+    assert!(matches!(call(&s, RU, "certificate.reissue.step2", &alt, later), Answer::Ok { .. }));
     let edit = call(&s, RU, "certificate.edit", &kv(&[("elid", &id)]), later);
     assert_eq!(model(&edit, "altname"), "d.example.com b.example.com");
     let mut too_many = base.clone();
@@ -559,10 +395,7 @@ fn reissues_follow_the_index_rules_of_each_form() {
         ("approver_email_3", "admin@b.example.com"),
         ("approver_email_4", "admin@e.example.com"),
     ]));
-    assert_eq!(
-        refused(call(&s, RU, "certificate.reissue.step2", &too_many, later)).object,
-        "altname"
-    );
+    assert_eq!(refused(call(&s, RU, "certificate.reissue.step2", &too_many, later)).object, "altname");
     // manual: a new key for the same names; a CSR for another common name is refused.
     let (wrong, _) = csr_for(&["x.example.com"]);
     let mut manual = base.clone();
@@ -573,16 +406,10 @@ fn reissues_follow_the_index_rules_of_each_form() {
         ("approver_email_2", "admin@d.example.com"),
         ("approver_email_3", "admin@b.example.com"),
     ]));
-    assert_eq!(
-        refused(call(&s, RU, "certificate.reissue.step2", &manual, later)).object,
-        "csr"
-    );
+    assert_eq!(refused(call(&s, RU, "certificate.reissue.step2", &manual, later)).object, "csr");
     let (right, _) = csr_for(&["a.example.com"]);
     set(&mut manual, "csr", &right);
-    assert!(matches!(
-        call(&s, RU, "certificate.reissue.step2", &manual, later),
-        Answer::Ok { .. }
-    ));
+    assert!(matches!(call(&s, RU, "certificate.reissue.step2", &manual, later), Answer::Ok { .. }));
     let (reissues, status) = {
         let st = s.lock();
         let c = &st.certs[&id.parse::<u64>().unwrap()];
@@ -590,40 +417,21 @@ fn reissues_follow_the_index_rules_of_each_form() {
     };
     assert_eq!((reissues, status), (3, crt::REQUESTED));
     assert_eq!(s.lock().accounts[RU].counters.reissues, 3);
-    assert_eq!(
-        balance(&s, RU),
-        Money::from_units(100_000 - 12_900 - 2 * 1_900),
-        "reissues are free"
-    );
+    assert_eq!(balance(&s, RU), Money::from_units(100_000 - 12_900 - 2 * 1_900), "reissues are free");
 }
 
 #[test]
 fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
     let s = sim();
     let t0 = Utc::now();
-    let id = ordered_id(call(
-        &s,
-        RU,
-        "certificate.order.param",
-        &manual_order("2025", "a.example.com"),
-        t0,
-    ));
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), t0));
     let at = |secs| t0 + chrono::Duration::seconds(secs);
-    let get = |now| match call(
-        &s,
-        RU,
-        "certificate.file",
-        &kv(&[("elid", &id), ("type", "crt")]),
-        now,
-    ) {
+    let get = |now| match call(&s, RU, "certificate.file", &kv(&[("elid", &id), ("type", "crt")]), now) {
         Answer::File(f) => f.bytes,
         other => panic!("{other:?}"),
     };
     let first = get(at(10));
-    assert!(
-        first.starts_with(b"-----BEGIN CERTIFICATE-----"),
-        "PEM for Comodo"
-    );
+    assert!(first.starts_with(b"-----BEGIN CERTIFICATE-----"), "PEM for Comodo");
     let reissue = kv(&[
         ("elid", &id),
         ("sok", "ok"),
@@ -631,10 +439,7 @@ fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
         ("crt_type", "oldrequest"),
         ("approver_email_1", "admin@a.example.com"),
     ]);
-    assert!(matches!(
-        call(&s, RU, "certificate.reissue.step2", &reissue, at(20)),
-        Answer::Ok { .. }
-    ));
+    assert!(matches!(call(&s, RU, "certificate.reissue.step2", &reissue, at(20)), Answer::Ok { .. }));
     assert_eq!(get(at(25)), first);
     assert_ne!(get(at(29)), first);
 }
@@ -643,43 +448,13 @@ fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
 fn delete_hides_the_certificate_from_every_call_but_the_list_shows_it_deleted() {
     let s = sim();
     let now = Utc::now();
-    let id = ordered_id(call(
-        &s,
-        RU,
-        "certificate.order.param",
-        &manual_order("2025", "a.example.com"),
-        now,
-    ));
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), now));
     let without_sok = call(&s, RU, "certificate.delete", &kv(&[("elid", &id)]), now);
     assert!(matches!(without_sok, Answer::Form(_)));
-    assert!(matches!(
-        call(
-            &s,
-            RU,
-            "certificate.delete",
-            &kv(&[("elid", &id), ("sok", "ok")]),
-            now
-        ),
-        Answer::Ok { .. }
-    ));
-    for func in [
-        "certificate.edit",
-        "certificate.file",
-        "certificate.delete",
-        "service.prolong",
-    ] {
-        let r = refused(call(
-            &s,
-            RU,
-            func,
-            &kv(&[
-                ("elid", &id),
-                ("type", "crt"),
-                ("sok", "ok"),
-                ("period", "12"),
-            ]),
-            now,
-        ));
+    assert!(matches!(call(&s, RU, "certificate.delete", &kv(&[("elid", &id), ("sok", "ok")]), now), Answer::Ok { .. }));
+    for func in ["certificate.edit", "certificate.file", "certificate.delete", "service.prolong"] {
+        let r =
+            refused(call(&s, RU, func, &kv(&[("elid", &id), ("type", "crt"), ("sok", "ok"), ("period", "12")]), now));
         assert_eq!((r.kind, r.object.as_str()), ("value", "elid"), "{func}");
     }
     match call(&s, RU, "certificate", &[], now) {
@@ -687,24 +462,8 @@ fn delete_hides_the_certificate_from_every_call_but_the_list_shows_it_deleted() 
         other => panic!("{other:?}"),
     }
     // Another account cannot see it either, deleted or not.
-    let id2 = ordered_id(call(
-        &s,
-        RU,
-        "certificate.order.param",
-        &manual_order("2025", "b.example.com"),
-        now,
-    ));
-    assert_eq!(
-        refused(call(
-            &s,
-            EU,
-            "certificate.edit",
-            &kv(&[("elid", &id2)]),
-            now
-        ))
-        .object,
-        "elid"
-    );
+    let id2 = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "b.example.com"), now));
+    assert_eq!(refused(call(&s, EU, "certificate.edit", &kv(&[("elid", &id2)]), now)).object, "elid");
 }
 
 #[test]
@@ -716,17 +475,8 @@ fn an_order_without_skipbasket_goes_into_the_basket_unpaid_and_never_issues() {
     let id = ordered_id(call(&s, RU, "certificate.order.param", &p, now));
     assert_eq!(balance(&s, RU), Money::from_units(100_000));
     let much_later = now + chrono::Duration::days(30);
-    assert_eq!(
-        s.lock().certs[&id.parse::<u64>().unwrap()].statuses(much_later),
-        (item::ORDERED, crt::REQUESTED)
-    );
-    let r = refused(call(
-        &s,
-        RU,
-        "certificate.file",
-        &kv(&[("elid", &id), ("type", "crt")]),
-        much_later,
-    ));
+    assert_eq!(s.lock().certs[&id.parse::<u64>().unwrap()].statuses(much_later), (item::ORDERED, crt::REQUESTED));
+    let r = refused(call(&s, RU, "certificate.file", &kv(&[("elid", &id), ("type", "crt")]), much_later));
     assert_eq!(r.object, "file");
     assert_eq!(s.lock().accounts[RU].counters.unpaid_orders, 1);
 }
@@ -735,31 +485,13 @@ fn an_order_without_skipbasket_goes_into_the_basket_unpaid_and_never_issues() {
 fn prolong_charges_extends_and_re_enrolls() {
     let s = sim();
     let t0 = Utc::now();
-    let id = ordered_id(call(
-        &s,
-        RU,
-        "certificate.order.param",
-        &manual_order("2025", "a.example.com"),
-        t0,
-    ));
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), t0));
     let before = s.lock().certs[&id.parse::<u64>().unwrap()].expires;
     let later = t0 + chrono::Duration::seconds(20);
-    let bad = refused(call(
-        &s,
-        RU,
-        "service.prolong",
-        &kv(&[("elid", &id), ("sok", "ok"), ("period", "6")]),
-        later,
-    ));
+    let bad = refused(call(&s, RU, "service.prolong", &kv(&[("elid", &id), ("sok", "ok"), ("period", "6")]), later));
     assert_eq!(bad.object, "period");
     assert!(matches!(
-        call(
-            &s,
-            RU,
-            "service.prolong",
-            &kv(&[("elid", &id), ("sok", "ok"), ("period", "24")]),
-            later
-        ),
+        call(&s, RU, "service.prolong", &kv(&[("elid", &id), ("sok", "ok"), ("period", "24")]), later),
         Answer::Ok { .. }
     ));
     let (expires, statuses) = {
@@ -771,9 +503,7 @@ fn prolong_charges_extends_and_re_enrolls() {
     assert_eq!(statuses, (item::PROCESSING, crt::REQUESTED));
     assert_eq!(
         balance(&s, RU),
-        Money::from_units(100_000 - 2_490)
-            .checked_sub(Money::from_cents(2_490 * 190))
-            .unwrap()
+        Money::from_units(100_000 - 2_490).checked_sub(Money::from_cents(2_490 * 190)).unwrap()
     );
 }
 
@@ -782,13 +512,7 @@ fn the_list_pages_and_the_sticky_filter_shortens_it_until_reset() {
     let s = sim();
     let now = Utc::now();
     for i in 0..25 {
-        ordered_id(call(
-            &s,
-            RU,
-            "certificate.order.param",
-            &manual_order("2025", &format!("h{i}.example.com")),
-            now,
-        ));
+        ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", &format!("h{i}.example.com")), now));
     }
     let page = |pairs: &[(&str, &str)]| match call(&s, RU, "certificate", &kv(pairs), now) {
         Answer::List(p) => p,
@@ -799,24 +523,9 @@ fn the_list_pages_and_the_sticky_filter_shortens_it_until_reset() {
     let second = page(&[("p_num", "2")]);
     assert_eq!(second.rows.len(), 5);
     assert_eq!(page(&[("p_cnt", "5000")]).p_cnt, 1000);
-    assert_eq!(
-        refused(call(&s, RU, "certificate", &kv(&[("p_num", "0")]), now)).object,
-        "p_num"
-    );
-    call(
-        &s,
-        RU,
-        "certificate.filter",
-        &kv(&[("sok", "ok"), ("CN", "h1")]),
-        now,
-    );
+    assert_eq!(refused(call(&s, RU, "certificate", &kv(&[("p_num", "0")]), now)).object, "p_num");
+    call(&s, RU, "certificate.filter", &kv(&[("sok", "ok"), ("CN", "h1")]), now);
     assert_eq!(page(&[]).p_elems, 11, "h1, h10..h19");
-    call(
-        &s,
-        RU,
-        "certificate.filter",
-        &kv(&[("sok", "ok"), ("CN", "")]),
-        now,
-    );
+    call(&s, RU, "certificate.filter", &kv(&[("sok", "ok"), ("CN", "")]), now);
     assert_eq!(page(&[]).p_elems, 25);
 }

@@ -20,9 +20,7 @@ use super::{Sim, admin, funcs};
 
 /// The simulator's routes.
 pub(crate) fn router(sim: Arc<Sim>) -> Router {
-    let mut r = Router::new()
-        .route("/billmgr", any(billing))
-        .route("/manager/billmgr", any(billing));
+    let mut r = Router::new().route("/billmgr", any(billing)).route("/manager/billmgr", any(billing));
     if sim.admin {
         r = r.merge(admin::routes());
     }
@@ -33,27 +31,13 @@ fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
 }
 
-async fn billing(
-    State(sim): State<Arc<Sim>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn billing(State(sim): State<Arc<Sim>>, method: Method, uri: Uri, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let Ok(body) = axum::body::to_bytes(body, sim.max_body_bytes).await else {
-        let mut r = respond(
-            &Refusal::value("request", "the request body is too large").into(),
-            Out::Xml,
-            Lang::En,
-        );
+        let mut r = respond(&Refusal::value("request", "the request body is too large").into(), Out::Xml, Lang::En);
         *r.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
         return r;
     };
@@ -67,9 +51,7 @@ async fn billing(
     if let Some(kind) = sim.faults.take(&func, false) {
         sim.lock().faults_applied += 1;
         match kind {
-            FaultKind::Slow { delay_ms } => {
-                tokio::time::sleep(Duration::from_millis(delay_ms)).await
-            }
+            FaultKind::Slow { delay_ms } => tokio::time::sleep(Duration::from_millis(delay_ms)).await,
             other => {
                 tracing::debug!(%method, path = uri.path(), %func, fault = ?other, "billing request: fault before commit");
                 return fault_response(&sim, other, out, lang).await;
@@ -126,9 +108,7 @@ fn process(sim: &Sim, func: &str, params: &Params, lang: Lang) -> (Answer, Optio
     let account = {
         let mut st = sim.lock();
         let account = match (params.get("authinfo"), params.get("auth")) {
-            (Some(info), _) => info
-                .split_once(':')
-                .and_then(|(email, password)| st.check_password(email, password)),
+            (Some(info), _) => info.split_once(':').and_then(|(email, password)| st.check_password(email, password)),
             (None, Some(session)) => st.session_account(session),
             (None, None) => None,
         };
@@ -157,8 +137,7 @@ Please try again later.</p></body></html>\n";
 fn plain(status: StatusCode, ctype: &'static str, body: impl Into<Body>) -> Response {
     let mut r = Response::new(body.into());
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
@@ -166,11 +145,7 @@ async fn fault_response(sim: &Sim, kind: FaultKind, out: Out, lang: Lang) -> Res
     match kind {
         FaultKind::Status { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
-            let text = format!(
-                "{} {}\n",
-                status.as_u16(),
-                status.canonical_reason().unwrap_or("Error")
-            );
+            let text = format!("{} {}\n", status.as_u16(), status.canonical_reason().unwrap_or("Error"));
             plain(status, "text/plain; charset=utf-8", text)
         }
         FaultKind::Timeout => {
@@ -180,26 +155,18 @@ async fn fault_response(sim: &Sim, kind: FaultKind, out: Out, lang: Lang) -> Res
                 _ = stop.wait_for(|s| *s) => {}
                 _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             }
-            plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                "shutting down\n",
-            )
+            plain(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "shutting down\n")
         }
         FaultKind::Html { status } => {
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
             plain(status, "text/html; charset=utf-8", MAINTENANCE_PAGE)
         }
-        FaultKind::MalformedJson => plain(
-            StatusCode::OK,
-            "application/json; charset=UTF-8",
-            "{\"elem\": [{\"id\": \"3100001\", \"CN\": \"exa",
-        ),
+        FaultKind::MalformedJson => {
+            plain(StatusCode::OK, "application/json; charset=UTF-8", "{\"elem\": [{\"id\": \"3100001\", \"CN\": \"exa")
+        }
         FaultKind::Auth => respond(&Refusal::auth().into(), out, lang),
-        FaultKind::Slow { .. } => respond(
-            &Refusal::new("xml", "", "internal: slow is not a response").into(),
-            out,
-            lang,
-        ),
+        FaultKind::Slow { .. } => {
+            respond(&Refusal::new("xml", "", "internal: slow is not a response").into(), out, lang)
+        }
     }
 }

@@ -70,20 +70,13 @@ impl AccountSpec {
         balance: Money,
         currency: impl Into<String>,
     ) -> Self {
-        AccountSpec {
-            email: email.into(),
-            password: password.into(),
-            balance,
-            currency: currency.into(),
-        }
+        AccountSpec { email: email.into(), password: password.into(), balance, currency: currency.into() }
     }
 
     /// Parses the command line form `EMAIL:PASSWORD[:BALANCE[:CURRENCY]]` (balance defaults to 0,
     /// currency to RUB). A password that itself contains `:` must be followed by a balance.
     pub fn parse(spec: &str) -> Result<AccountSpec, String> {
-        let (email, rest) = spec
-            .split_once(':')
-            .ok_or("expected EMAIL:PASSWORD[:BALANCE[:CURRENCY]]")?;
+        let (email, rest) = spec.split_once(':').ok_or("expected EMAIL:PASSWORD[:BALANCE[:CURRENCY]]")?;
         if email.is_empty() || !email.contains('@') {
             return Err("the account must start with an email address".into());
         }
@@ -169,15 +162,10 @@ impl Default for SimConfig {
 
 /// The reference's addon code on both GlobalSign DomainSSL price lists.
 pub fn default_addon_codes() -> Vec<AddonCode> {
-    let p = crate::catalog::lookup("globalsign-domainssl")
-        .expect("the catalog has globalsign-domainssl")
-        .product;
+    let p = crate::catalog::lookup("globalsign-domainssl").expect("the catalog has globalsign-domainssl").product;
     [p.pricelist_russian, p.pricelist_foreign]
         .into_iter()
-        .map(|pricelist| AddonCode {
-            pricelist,
-            code: GLOBALSIGN_DOMAINSSL_ADDON,
-        })
+        .map(|pricelist| AddonCode { pricelist, code: GLOBALSIGN_DOMAINSSL_ADDON })
         .collect()
 }
 
@@ -203,18 +191,11 @@ impl Sim {
     }
 
     pub(crate) fn set_addon_code(&self, pricelist: u32, code: u32) {
-        self.addon_codes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(pricelist, code);
+        self.addon_codes.lock().unwrap_or_else(|e| e.into_inner()).insert(pricelist, code);
     }
 
     pub(crate) fn addon_code(&self, pricelist: u32) -> Option<u32> {
-        self.addon_codes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&pricelist)
-            .copied()
+        self.addon_codes.lock().unwrap_or_else(|e| e.into_inner()).get(&pricelist).copied()
     }
 }
 
@@ -268,9 +249,7 @@ impl Drop for RunningSim {
 
 impl fmt::Debug for RunningSim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RunningSim")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
+        f.debug_struct("RunningSim").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 
@@ -280,10 +259,7 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
     let mut st = state::State::new();
     for a in &config.accounts {
         if !is_currency(&a.currency) {
-            return Err(invalid(format!(
-                "currency of {} must be three capital letters",
-                a.email
-            )));
+            return Err(invalid(format!("currency of {} must be three capital letters", a.email)));
         }
         if !st.add_account(&a.email, &a.password, a.balance, &a.currency) {
             return Err(invalid(format!("account {} is given twice", a.email)));
@@ -291,14 +267,8 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
     }
     let ca = ca::Ca::new().map_err(|e| std::io::Error::other(format!("simulated CA: {e}")))?;
     // Far-future instants would overflow date arithmetic; ten years is "never" for any test.
-    let issue_after = config
-        .issue_after
-        .min(Duration::from_secs(10 * 365 * 24 * 3600));
-    let validity = config
-        .validity
-        .unwrap_or(MAX_VALIDITY)
-        .min(MAX_VALIDITY)
-        .max(Duration::from_secs(1));
+    let issue_after = config.issue_after.min(Duration::from_secs(10 * 365 * 24 * 3600));
+    let validity = config.validity.unwrap_or(MAX_VALIDITY).min(MAX_VALIDITY).max(Duration::from_secs(1));
     let (tx, rx) = watch::channel(false);
     let sim = Arc::new(Sim {
         issue_after: to_chrono(issue_after),
@@ -306,13 +276,7 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
         seed: config.seed,
         admin: config.admin,
         max_body_bytes: config.max_body_bytes,
-        addon_codes: Mutex::new(
-            config
-                .addon_codes
-                .iter()
-                .map(|a| (a.pricelist, a.code))
-                .collect(),
-        ),
+        addon_codes: Mutex::new(config.addon_codes.iter().map(|a| (a.pricelist, a.code)).collect()),
         state: Mutex::new(st),
         ca,
         faults: faults::Faults::default(),
@@ -333,19 +297,11 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Run
         let signal = async move {
             let _ = stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(signal)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(signal).await {
             tracing::warn!(error = %e, "simulator server stopped with an error");
         }
     });
-    Ok(RunningSim {
-        addr,
-        root_pem,
-        shutdown: tx,
-        task: Some(task),
-    })
+    Ok(RunningSim { addr, root_pem, shutdown: tx, task: Some(task) })
 }
 
 #[cfg(test)]
@@ -355,17 +311,11 @@ mod tests {
     #[test]
     fn account_specs_parse_from_the_command_line_form() {
         let a = AccountSpec::parse("a@b.c:pw").unwrap();
-        assert_eq!(
-            (a.password.as_str(), a.balance, a.currency.as_str()),
-            ("pw", Money::ZERO, "RUB")
-        );
+        assert_eq!((a.password.as_str(), a.balance, a.currency.as_str()), ("pw", Money::ZERO, "RUB"));
         let a = AccountSpec::parse("a@b.c:pw:1500.50").unwrap();
         assert_eq!(a.balance, Money::from_cents(150_050));
         let a = AccountSpec::parse("a@b.c:p:w:100:EUR").unwrap();
-        assert_eq!(
-            (a.password.as_str(), a.balance, a.currency.as_str()),
-            ("p:w", Money::from_units(100), "EUR")
-        );
+        assert_eq!((a.password.as_str(), a.balance, a.currency.as_str()), ("p:w", Money::from_units(100), "EUR"));
         assert!(AccountSpec::parse("nobody").is_err());
         assert!(AccountSpec::parse("a@b.c:").is_err());
         assert!(!format!("{a:?}").contains("p:w"));

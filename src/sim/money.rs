@@ -55,9 +55,7 @@ impl fmt::Display for Money {
 
 /// Why a string is not an amount of money.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "not an amount of money (expected digits with at most two decimals, like 1500 or 1500.50): {0:?}"
-)]
+#[error("not an amount of money (expected digits with at most two decimals, like 1500 or 1500.50): {0:?}")]
 pub struct ParseMoneyError(String);
 
 impl FromStr for Money {
@@ -84,10 +82,7 @@ impl FromStr for Money {
             1 => frac.parse::<i64>().map_err(|_| err())? * 10,
             _ => frac.parse().map_err(|_| err())?,
         };
-        let cents = whole
-            .checked_mul(100)
-            .and_then(|c| c.checked_add(frac))
-            .ok_or_else(err)?;
+        let cents = whole.checked_mul(100).and_then(|c| c.checked_add(frac)).ok_or_else(err)?;
         Ok(Money(if negative { -cents } else { cents }))
     }
 }
@@ -116,15 +111,7 @@ mod tests {
         assert_eq!("1500".parse(), Ok(Money::from_units(1500)));
         assert_eq!("1500.5".parse(), Ok(Money::from_cents(150_050)));
         assert_eq!("0.07".parse(), Ok(Money::from_cents(7)));
-        for bad in [
-            "",
-            ".5",
-            "1.234",
-            "1,5",
-            "abc",
-            "1e3",
-            "99999999999999999999",
-        ] {
+        for bad in ["", ".5", "1.234", "1,5", "abc", "1e3", "99999999999999999999"] {
             assert!(bad.parse::<Money>().is_err(), "{bad}");
         }
     }

@@ -15,15 +15,10 @@ impl Params {
     pub(crate) fn parse(query: Option<&str>, body: Option<&[u8]>) -> Params {
         let mut pairs: Vec<(String, String)> = Vec::new();
         if let Some(q) = query {
-            pairs.extend(
-                url::form_urlencoded::parse(q.as_bytes())
-                    .map(|(k, v)| (k.into_owned(), v.into_owned())),
-            );
+            pairs.extend(url::form_urlencoded::parse(q.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())));
         }
         if let Some(b) = body {
-            pairs.extend(
-                url::form_urlencoded::parse(b).map(|(k, v)| (k.into_owned(), v.into_owned())),
-            );
+            pairs.extend(url::form_urlencoded::parse(b).map(|(k, v)| (k.into_owned(), v.into_owned())));
         }
         Params { pairs }
     }
@@ -31,21 +26,12 @@ impl Params {
     /// Builds parameters from pairs (tests and internal calls).
     #[cfg(test)]
     pub(crate) fn from_pairs(pairs: &[(&str, &str)]) -> Params {
-        Params {
-            pairs: pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        }
+        Params { pairs: pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect() }
     }
 
     /// The raw value of `name` (last one wins), possibly empty.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The trimmed value of `name` when it is present and not blank. The billing treats an empty
@@ -76,10 +62,7 @@ mod tests {
 
     #[test]
     fn body_overrides_query_and_bad_bytes_do_not_fail() {
-        let p = Params::parse(
-            Some("func=a&x=1&altname=a.com%20b.com"),
-            Some(b"x=2&y=%FF%FE&z=a+b"),
-        );
+        let p = Params::parse(Some("func=a&x=1&altname=a.com%20b.com"), Some(b"x=2&y=%FF%FE&z=a+b"));
         assert_eq!(p.get("func"), Some("a"));
         assert_eq!(p.get("x"), Some("2"));
         assert_eq!(p.get("y"), Some("\u{FFFD}\u{FFFD}"));

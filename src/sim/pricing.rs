@@ -98,16 +98,8 @@ mod tests {
                 assert!(twenty_four > twelve && twenty_four < twelve.checked_mul(2).unwrap());
             }
         }
-        let dv = product_price(
-            crate::catalog::lookup("alphassl").unwrap().product,
-            Region::Russian,
-            12,
-        );
-        let wc = product_price(
-            crate::catalog::lookup("alphassl-wildcard").unwrap().product,
-            Region::Russian,
-            12,
-        );
+        let dv = product_price(crate::catalog::lookup("alphassl").unwrap().product, Region::Russian, 12);
+        let wc = product_price(crate::catalog::lookup("alphassl-wildcard").unwrap().product, Region::Russian, 12);
         assert!(wc > dv);
         let ev = PRODUCTS.iter().filter(|p| p.validation == Validation::Ev);
         for p in ev {

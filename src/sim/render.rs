@@ -42,17 +42,8 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    pub(crate) fn new(
-        kind: &'static str,
-        object: impl Into<String>,
-        msg: impl Into<String>,
-    ) -> Self {
-        Refusal {
-            kind,
-            object: object.into(),
-            msg: msg.into(),
-            params: Vec::new(),
-        }
+    pub(crate) fn new(kind: &'static str, object: impl Into<String>, msg: impl Into<String>) -> Self {
+        Refusal { kind, object: object.into(), msg: msg.into(), params: Vec::new() }
     }
 
     /// A required field is missing or empty.
@@ -86,10 +77,7 @@ impl Refusal {
     /// An `elid` this account cannot use (unknown, another account's, or deleted). One answer for
     /// all three, so a caller cannot probe other accounts' ids.
     pub(crate) fn no_such_elid(elid: &str) -> Self {
-        Refusal::value(
-            "elid",
-            format!("no certificate with id {elid:?} in this account"),
-        )
+        Refusal::value("elid", format!("no certificate with id {elid:?} in this account"))
     }
 
     /// Adds the error's `param` entries (`not_enough_money` carries amount, have, currency,
@@ -178,10 +166,7 @@ pub(crate) fn respond(answer: &Answer, out: Out, lang: Lang) -> Response {
     if let Answer::File(f) = answer {
         let mut r = Response::new(Body::from(f.bytes.clone()));
         let h = r.headers_mut();
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(f.content_type),
-        );
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(f.content_type));
         let disposition = format!("attachment; filename=\"{}\"", f.filename.replace('"', "_"));
         if let Ok(v) = HeaderValue::from_str(&disposition) {
             h.insert(header::CONTENT_DISPOSITION, v);
@@ -195,8 +180,7 @@ pub(crate) fn respond(answer: &Answer, out: Out, lang: Lang) -> Response {
     };
     let mut r = Response::new(Body::from(body));
     *r.status_mut() = StatusCode::OK;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
 }
 
@@ -310,11 +294,8 @@ fn bjson_list(page: &ListPage, _lang: Lang) -> Vec<u8> {
         b.extend_from_slice(b"\"}");
     }
     b.extend_from_slice(
-        format!(
-            "],\"p_elems\":\"{}\",\"p_num\":\"{}\",\"p_cnt\":\"{}\"}}",
-            page.p_elems, page.p_num, page.p_cnt
-        )
-        .as_bytes(),
+        format!("],\"p_elems\":\"{}\",\"p_num\":\"{}\",\"p_cnt\":\"{}\"}}", page.p_elems, page.p_num, page.p_cnt)
+            .as_bytes(),
     );
     b
 }
@@ -342,11 +323,7 @@ fn json(answer: &Answer, _lang: Lang) -> Vec<u8> {
             e.insert("$object".into(), json!(r.object));
             e.insert("msg".into(), jtext(&r.msg));
             if !r.params.is_empty() {
-                let params: Vec<Value> = r
-                    .params
-                    .iter()
-                    .map(|(k, v)| json!({"$name": k, "$": v}))
-                    .collect();
+                let params: Vec<Value> = r.params.iter().map(|(k, v)| json!({"$name": k, "$": v})).collect();
                 e.insert("param".into(), Value::Array(params));
             }
             json!({ "error": e })
@@ -369,10 +346,7 @@ fn json(answer: &Answer, _lang: Lang) -> Vec<u8> {
                     .slist
                     .iter()
                     .map(|(name, vals)| {
-                        let vals: Vec<Value> = vals
-                            .iter()
-                            .map(|(k, v)| json!({"$key": k, "$": v}))
-                            .collect();
+                        let vals: Vec<Value> = vals.iter().map(|(k, v)| json!({"$key": k, "$": v})).collect();
                         json!({"$name": name, "val": vals})
                     })
                     .collect();
@@ -385,10 +359,8 @@ fn json(answer: &Answer, _lang: Lang) -> Vec<u8> {
                 .rows
                 .iter()
                 .map(|row| {
-                    let m: Map<String, Value> = row_fields(row)
-                        .into_iter()
-                        .map(|(k, v)| (k.to_owned(), jtext(&v)))
-                        .collect();
+                    let m: Map<String, Value> =
+                        row_fields(row).into_iter().map(|(k, v)| (k.to_owned(), jtext(&v))).collect();
                     Value::Object(m)
                 })
                 .collect();
@@ -425,8 +397,7 @@ fn xesc(s: &str) -> String {
 /// `addon_<digits>`, but a hostile one is reduced to a safe name rather than trusted.
 fn xname(s: &str) -> String {
     let ok = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
         && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
     if ok { s.to_owned() } else { "field".to_owned() }
 }
@@ -435,12 +406,8 @@ fn xml(answer: &Answer, _lang: Lang) -> Vec<u8> {
     let mut x = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<doc>");
     match answer {
         Answer::Refused(r) => {
-            x += &format!(
-                "<error type=\"{}\" object=\"{}\"><msg>{}</msg>",
-                xesc(r.kind),
-                xesc(&r.object),
-                xesc(&r.msg)
-            );
+            x +=
+                &format!("<error type=\"{}\" object=\"{}\"><msg>{}</msg>", xesc(r.kind), xesc(&r.object), xesc(&r.msg));
             for (k, v) in &r.params {
                 x += &format!("<param name=\"{}\">{}</param>", xesc(k), xesc(v));
             }
@@ -503,10 +470,7 @@ mod tests {
     #[test]
     fn errors_have_the_documented_shapes_in_all_three_formats() {
         let r: Answer = Refusal::new("not_enough_money", "", "Not enough money")
-            .with_params(vec![
-                ("amount", "5000.00".into()),
-                ("currency", "RUB".into()),
-            ])
+            .with_params(vec![("amount", "5000.00".into()), ("currency", "RUB".into())])
             .into();
         let v: serde_json::Value = serde_json::from_str(&body(&r, Out::Bjson)).unwrap();
         assert_eq!(v["error"]["type"], "not_enough_money");
@@ -531,9 +495,7 @@ mod tests {
 
     #[test]
     fn ok_with_id_is_id_v_in_bjson() {
-        let a = Answer::Ok {
-            id: Some("42".into()),
-        };
+        let a = Answer::Ok { id: Some("42".into()) };
         assert_eq!(body(&a, Out::Bjson), r#"{"ok":true,"id":{"v":"42"}}"#);
         assert!(body(&a, Out::Xml).contains("<ok/><id>42</id>"));
         let v: serde_json::Value = serde_json::from_str(&body(&a, Out::Json)).unwrap();

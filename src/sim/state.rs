@@ -223,11 +223,7 @@ impl Cert {
         } else {
             self.current.item_status(now)
         };
-        let crt_status = if self.paid {
-            crt_status
-        } else {
-            crt::REQUESTED
-        };
+        let crt_status = if self.paid { crt_status } else { crt::REQUESTED };
         (item_status, crt_status)
     }
 
@@ -260,11 +256,7 @@ impl Cert {
 
     /// The enrollment `certificate.file` serves at `now`, if any was issued.
     pub(crate) fn served(&self, now: DateTime<Utc>) -> Option<&Enrollment> {
-        if self.current.issued(now) {
-            Some(&self.current)
-        } else {
-            self.previous.as_ref()
-        }
+        if self.current.issued(now) { Some(&self.current) } else { self.previous.as_ref() }
     }
 
     /// The enrollment to keep as "previous" when a new one starts at `now`.
@@ -372,8 +364,7 @@ pub(crate) struct Certs(Vec<Cert>);
 
 impl Certs {
     fn slot(id: u64) -> Option<usize> {
-        id.checked_sub(FIRST_ID)
-            .and_then(|i| usize::try_from(i).ok())
+        id.checked_sub(FIRST_ID).and_then(|i| usize::try_from(i).ok())
     }
 
     pub(crate) fn get(&self, id: &u64) -> Option<&Cert> {
@@ -425,10 +416,7 @@ const FIRST_ID: u64 = 3_100_001;
 
 impl State {
     pub(crate) fn new() -> State {
-        State {
-            next_id: FIRST_ID,
-            ..State::default()
-        }
+        State { next_id: FIRST_ID, ..State::default() }
     }
 
     pub(crate) fn next_id(&mut self) -> u64 {
@@ -438,13 +426,7 @@ impl State {
     }
 
     /// Adds an account; `false` when the email is taken.
-    pub(crate) fn add_account(
-        &mut self,
-        email: &str,
-        password: &str,
-        balance: Money,
-        currency: &str,
-    ) -> bool {
+    pub(crate) fn add_account(&mut self, email: &str, password: &str, balance: Money, currency: &str) -> bool {
         let key = email.to_ascii_lowercase();
         if self.accounts.contains_key(&key) {
             return false;
@@ -475,20 +457,11 @@ impl State {
     /// The account key for `authinfo` credentials.
     pub(crate) fn check_password(&self, email: &str, password: &str) -> Option<String> {
         let key = email.to_ascii_lowercase();
-        self.accounts
-            .get(&key)
-            .filter(|a| a.password == password)
-            .map(|_| key)
+        self.accounts.get(&key).filter(|a| a.password == password).map(|_| key)
     }
 
     pub(crate) fn open_session(&mut self, account: String, id: String) {
-        self.sessions.insert(
-            id,
-            Session {
-                account,
-                last_used: Instant::now(),
-            },
-        );
+        self.sessions.insert(id, Session { account, last_used: Instant::now() });
     }
 
     /// The account of a live session, refreshing its idle timer.
@@ -505,35 +478,19 @@ impl State {
     /// A live certificate of `account`: not another account's, not deleted.
     pub(crate) fn cert_of(&self, account: &str, elid: &str) -> Option<&Cert> {
         let id: u64 = elid.trim().parse().ok()?;
-        self.certs
-            .get(&id)
-            .filter(|c| c.account == account && !c.deleted)
+        self.certs.get(&id).filter(|c| c.account == account && !c.deleted)
     }
 
     pub(crate) fn cert_of_mut(&mut self, account: &str, elid: &str) -> Option<&mut Cert> {
         let id: u64 = elid.trim().parse().ok()?;
-        self.certs
-            .get_mut(&id)
-            .filter(|c| c.account == account && !c.deleted)
+        self.certs.get_mut(&id).filter(|c| c.account == account && !c.deleted)
     }
 
     /// One page of `account`'s list through its sticky filter. Statuses are computed only for the
     /// rows on the page unless the filter itself is by status.
-    pub(crate) fn list(
-        &self,
-        account: &str,
-        p_cnt: usize,
-        p_num: usize,
-        now: DateTime<Utc>,
-        lang: Lang,
-    ) -> ListPage {
+    pub(crate) fn list(&self, account: &str, p_cnt: usize, p_num: usize, now: DateTime<Utc>, lang: Lang) -> ListPage {
         let Some(acct) = self.accounts.get(account) else {
-            return ListPage {
-                rows: Vec::new(),
-                p_elems: 0,
-                p_num,
-                p_cnt,
-            };
+            return ListPage { rows: Vec::new(), p_elems: 0, p_num, p_cnt };
         };
         let skip = (p_num - 1).saturating_mul(p_cnt);
         let by_status = acct.filter.item_status.is_some();
@@ -567,12 +524,7 @@ impl State {
             }
             total += 1;
         }
-        ListPage {
-            rows,
-            p_elems: total,
-            p_num,
-            p_cnt,
-        }
+        ListPage { rows, p_elems: total, p_num, p_cnt }
     }
 
     /// Counts a request of `func` (and, when known, for its account).
@@ -588,18 +540,12 @@ impl State {
 
 /// RUB accounts buy from the Russian list; every other currency from the foreign one.
 pub(crate) fn region_of_currency(currency: &str) -> Region {
-    if currency.eq_ignore_ascii_case("RUB") {
-        Region::Russian
-    } else {
-        Region::Foreign
-    }
+    if currency.eq_ignore_ascii_case("RUB") { Region::Russian } else { Region::Foreign }
 }
 
 /// `start + months`, saturating far in the future rather than failing.
 pub(crate) fn add_months(start: DateTime<Utc>, months: u32) -> DateTime<Utc> {
-    start
-        .checked_add_months(Months::new(months))
-        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    start.checked_add_months(Months::new(months)).unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -620,63 +566,32 @@ mod tests {
     }
 
     #[test]
-    fn an_order_moves_ordered_processing_active_while_the_certificate_is_requested_enrolled_issued()
-    {
+    fn an_order_moves_ordered_processing_active_while_the_certificate_is_requested_enrolled_issued() {
         let t0 = Utc::now();
         let e = enrollment(EnrollKind::Order, t0, 9);
         let at = |s| t0 + CDuration::seconds(s);
-        assert_eq!(
-            (e.item_status(at(0)), e.crt_status(at(0))),
-            (item::ORDERED, crt::REQUESTED)
-        );
-        assert_eq!(
-            (e.item_status(at(4)), e.crt_status(at(4))),
-            (item::PROCESSING, crt::ENROLLED)
-        );
+        assert_eq!((e.item_status(at(0)), e.crt_status(at(0))), (item::ORDERED, crt::REQUESTED));
+        assert_eq!((e.item_status(at(4)), e.crt_status(at(4))), (item::PROCESSING, crt::ENROLLED));
         // Active before issued: the trap real CA modules set.
-        assert_eq!(
-            (e.item_status(at(7)), e.crt_status(at(7))),
-            (item::ACTIVE, crt::ENROLLED)
-        );
-        assert_eq!(
-            (e.item_status(at(9)), e.crt_status(at(9))),
-            (item::ACTIVE, crt::ISSUED)
-        );
+        assert_eq!((e.item_status(at(7)), e.crt_status(at(7))), (item::ACTIVE, crt::ENROLLED));
+        assert_eq!((e.item_status(at(9)), e.crt_status(at(9))), (item::ACTIVE, crt::ISSUED));
         let r = enrollment(EnrollKind::Reissue, t0, 9);
-        assert_eq!(
-            (r.item_status(at(0)), r.crt_status(at(0))),
-            (item::ACTIVE, crt::REQUESTED)
-        );
+        assert_eq!((r.item_status(at(0)), r.crt_status(at(0))), (item::ACTIVE, crt::REQUESTED));
         let p = enrollment(EnrollKind::Prolong, t0, 9);
         assert_eq!(p.item_status(at(0)), item::PROCESSING);
         let mut f = enrollment(EnrollKind::Order, t0, 9);
         f.failed = true;
-        assert_eq!(
-            (f.item_status(at(10)), f.crt_status(at(10))),
-            (item::ACTIVE, crt::FAILED)
-        );
+        assert_eq!((f.item_status(at(10)), f.crt_status(at(10))), (item::ACTIVE, crt::FAILED));
         let instant = enrollment(EnrollKind::Order, t0, 0);
-        assert_eq!(
-            (instant.item_status(t0), instant.crt_status(t0)),
-            (item::ACTIVE, crt::ISSUED)
-        );
+        assert_eq!((instant.item_status(t0), instant.crt_status(t0)), (item::ACTIVE, crt::ISSUED));
     }
 
     #[test]
     fn labels_need_no_json_escaping_because_the_list_copies_them_raw() {
         for lang in [Lang::En, Lang::Ru] {
             for code in 0..=9u8 {
-                for label in [
-                    item_label(code, lang),
-                    status_msg(true, code, lang),
-                    status_msg(false, code, lang),
-                ] {
-                    assert!(
-                        !label
-                            .chars()
-                            .any(|c| c == '"' || c == '\\' || c.is_control()),
-                        "{label}"
-                    );
+                for label in [item_label(code, lang), status_msg(true, code, lang), status_msg(false, code, lang)] {
+                    assert!(!label.chars().any(|c| c == '"' || c == '\\' || c.is_control()), "{label}");
                 }
             }
         }
@@ -685,9 +600,6 @@ mod tests {
     #[test]
     fn leaf_names_add_the_wildcard_base_once() {
         assert_eq!(leaf_names("*.d.com", &[]), vec!["*.d.com", "d.com"]);
-        assert_eq!(
-            leaf_names("a.com", &["b.com".into(), "c.com".into()]),
-            vec!["a.com", "b.com", "c.com"]
-        );
+        assert_eq!(leaf_names("a.com", &["b.com".into(), "c.com".into()]), vec!["a.com", "b.com", "c.com"]);
     }
 }

@@ -12,13 +12,7 @@ use super::render::Refusal;
 use super::state::{CrtType, OrderData, leaf_names};
 
 /// Mailbox names a CA accepts for domain validation by email.
-const APPROVER_BOXES: [&str; 5] = [
-    "admin",
-    "administrator",
-    "hostmaster",
-    "postmaster",
-    "webmaster",
-];
+const APPROVER_BOXES: [&str; 5] = ["admin", "administrator", "hostmaster", "postmaster", "webmaster"];
 
 /// The contact fields every order must carry, in the reference's order.
 pub(crate) const CONTACT_FIELDS: [&str; 10] = [
@@ -55,9 +49,7 @@ pub(crate) fn is_hostname(name: &str, wildcard: bool) -> bool {
                 && !l.starts_with('-')
                 && !l.ends_with('-')
         })
-        && labels
-            .last()
-            .is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()))
+        && labels.last().is_some_and(|tld| tld.bytes().any(|b| b.is_ascii_alphabetic()))
 }
 
 /// The mailbox domain of a name: a wildcard `*.d` is validated at `d`.
@@ -69,22 +61,16 @@ pub(crate) fn approver_domain(name: &str) -> &str {
 /// one of the other region's list.
 pub(crate) fn pricelist(p: &Params, region: Region) -> Result<(&'static Product, u32), Refusal> {
     let raw = p.required("pricelist")?;
-    let id: u32 = raw
-        .parse()
-        .map_err(|_| Refusal::value("pricelist", format!("{raw:?} is not a price list id")))?;
-    let product = catalog::PRODUCTS
-        .iter()
-        .find(|pr| pr.pricelist(region) == id)
-        .ok_or_else(|| match catalog::by_pricelist(id) {
+    let id: u32 = raw.parse().map_err(|_| Refusal::value("pricelist", format!("{raw:?} is not a price list id")))?;
+    let product = catalog::PRODUCTS.iter().find(|pr| pr.pricelist(region) == id).ok_or_else(|| {
+        match catalog::by_pricelist(id) {
             Some(_) => Refusal::value(
                 "pricelist",
-                format!(
-                    "price list {id} is not offered to this account's clients ({} list)",
-                    region.as_str()
-                ),
+                format!("price list {id} is not offered to this account's clients ({} list)", region.as_str()),
             ),
             None => Refusal::value("pricelist", format!("unknown price list {id}")),
-        })?;
+        }
+    })?;
     Ok((product, id))
 }
 
@@ -93,10 +79,7 @@ pub(crate) fn period(p: &Params) -> Result<u32, Refusal> {
     match p.required("period")? {
         "12" => Ok(12),
         "24" => Ok(24),
-        other => Err(Refusal::value(
-            "period",
-            format!("{other:?} months is not offered (12 or 24)"),
-        )),
+        other => Err(Refusal::value("period", format!("{other:?} months is not offered (12 or 24)"))),
     }
 }
 
@@ -109,9 +92,7 @@ pub(crate) fn altnames(raw: &str, field: &str, cn: &str) -> Result<Vec<String>, 
         if !is_hostname(&name, false) {
             return Err(Refusal::value(
                 field,
-                format!(
-                    "{name:?} is not a domain name (wildcards only as the common name of a wildcard product)"
-                ),
+                format!("{name:?} is not a domain name (wildcards only as the common name of a wildcard product)"),
             ));
         }
         if name == cn || name == approver_domain(cn) || out.contains(&name) {
@@ -129,17 +110,11 @@ pub(crate) fn cn(raw: &str, product: &Product) -> Result<String, Refusal> {
     if product.wildcard && !cn.starts_with("*.") {
         return Err(Refusal::value(
             "CN",
-            format!(
-                "{} is a wildcard product: the common name must be *.domain",
-                product.name
-            ),
+            format!("{} is a wildcard product: the common name must be *.domain", product.name),
         ));
     }
     if !product.wildcard && cn.contains('*') {
-        return Err(Refusal::value(
-            "CN",
-            format!("{} is not a wildcard product", product.name),
-        ));
+        return Err(Refusal::value("CN", format!("{} is not a wildcard product", product.name)));
     }
     if !is_hostname(&cn, product.wildcard) {
         return Err(Refusal::value("CN", format!("{cn:?} is not a domain name")));
@@ -157,8 +132,7 @@ pub(crate) fn approvers(p: &Params, names: &[&str]) -> Result<Vec<String>, Refus
         let email = p.required(&field)?;
         let domain = approver_domain(name);
         let ok = email.rsplit_once('@').is_some_and(|(local, d)| {
-            d.eq_ignore_ascii_case(domain)
-                && APPROVER_BOXES.iter().any(|b| b.eq_ignore_ascii_case(local))
+            d.eq_ignore_ascii_case(domain) && APPROVER_BOXES.iter().any(|b| b.eq_ignore_ascii_case(local))
         });
         if !ok {
             return Err(Refusal::value(
@@ -172,16 +146,11 @@ pub(crate) fn approvers(p: &Params, names: &[&str]) -> Result<Vec<String>, Refus
     }
     for (k, v) in p.iter() {
         if let Some(n) = k.strip_prefix("approver_email_") {
-            let beyond = n
-                .parse::<usize>()
-                .map_or(true, |n| n == 0 || n > names.len());
+            let beyond = n.parse::<usize>().map_or(true, |n| n == 0 || n > names.len());
             if beyond && !v.trim().is_empty() {
                 return Err(Refusal::value(
                     k,
-                    format!(
-                        "there are only {} domain names in this certificate",
-                        names.len()
-                    ),
+                    format!("there are only {} domain names in this certificate", names.len()),
                 ));
             }
         }
@@ -195,10 +164,7 @@ pub(crate) fn approver_method(p: &Params, required: bool) -> Result<(), Refusal>
     match p.filled("approver_method") {
         None if required => Err(Refusal::missed("approver_method")),
         None | Some("auth_email") => Ok(()),
-        Some(other) => Err(Refusal::value(
-            "approver_method",
-            format!("{other:?} is not supported (auth_email)"),
-        )),
+        Some(other) => Err(Refusal::value("approver_method", format!("{other:?} is not supported (auth_email)"))),
     }
 }
 
@@ -210,10 +176,7 @@ pub(crate) fn csr(raw: &str) -> Result<Csr, Refusal> {
 /// The CSR may ask only for names that were ordered.
 pub(crate) fn csr_names_within(csr: &Csr, names: &[String]) -> Result<(), Refusal> {
     match csr.sans.iter().find(|s| !names.contains(s)) {
-        Some(extra) => Err(Refusal::value(
-            "csr",
-            format!("the request asks for {extra:?}, which is not in the order"),
-        )),
+        Some(extra) => Err(Refusal::value("csr", format!("the request asks for {extra:?}, which is not in the order"))),
         None => Ok(()),
     }
 }
@@ -221,10 +184,9 @@ pub(crate) fn csr_names_within(csr: &Csr, names: &[String]) -> Result<(), Refusa
 /// A bounded free-text field.
 fn text(p: &Params, name: &str) -> Result<Option<String>, Refusal> {
     match p.filled(name) {
-        Some(v) if v.chars().count() > MAX_FIELD => Err(Refusal::value(
-            name,
-            format!("longer than {MAX_FIELD} characters"),
-        )),
+        Some(v) if v.chars().count() > MAX_FIELD => {
+            Err(Refusal::value(name, format!("longer than {MAX_FIELD} characters")))
+        }
         Some(v) => Ok(Some(v.to_owned())),
         None => Ok(None),
     }
@@ -232,17 +194,9 @@ fn text(p: &Params, name: &str) -> Result<Option<String>, Refusal> {
 
 fn email_like(p: &Params, name: &str) -> Result<(), Refusal> {
     let v = p.required(name)?;
-    let ok = v
-        .split_once('@')
-        .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !v.contains(char::is_whitespace));
-    if ok {
-        Ok(())
-    } else {
-        Err(Refusal::value(
-            name,
-            format!("{v:?} is not an email address"),
-        ))
-    }
+    let ok =
+        v.split_once('@').is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !v.contains(char::is_whitespace));
+    if ok { Ok(()) } else { Err(Refusal::value(name, format!("{v:?} is not an email address"))) }
 }
 
 /// Multi-domain pricing rules for `altnames` on `product`, with the addon code the simulator
@@ -264,25 +218,17 @@ pub(crate) fn addons(
         };
         let code_ok = code.parse::<u32>().ok().filter(|c| Some(*c) == addon_code);
         let Some(code) = code_ok else {
-            return Err(Refusal::value(
-                k,
-                format!("addon {code:?} does not belong to {}", product.name),
-            ));
+            return Err(Refusal::value(k, format!("addon {code:?} does not belong to {}", product.name)));
         };
-        let count: u32 = v
-            .trim()
-            .parse()
-            .map_err(|_| Refusal::value(k, format!("{v:?} is not a number of domains")))?;
+        let count: u32 =
+            v.trim().parse().map_err(|_| Refusal::value(k, format!("{v:?} is not a number of domains")))?;
         given = Some((code, count));
     }
     if altnames as u32 <= included {
         return match given {
             Some((code, n)) if n > 0 => Err(Refusal::value(
                 format!("addon_{code}"),
-                format!(
-                    "{} alt names are included in {}: no addon is needed",
-                    included, product.name
-                ),
+                format!("{} alt names are included in {}: no addon is needed", included, product.name),
             )),
             _ => Ok((None, included)),
         };
@@ -329,12 +275,8 @@ pub(crate) struct ValidOrder {
 /// `emailAddress`), checked.
 pub(crate) fn generate_subject(p: &Params) -> Result<(Subject, String), Refusal> {
     let country_id = p.required("field_country")?;
-    let country = countries::by_id(country_id).ok_or_else(|| {
-        Refusal::value(
-            "field_country",
-            format!("unknown country id {country_id:?}"),
-        )
-    })?;
+    let country = countries::by_id(country_id)
+        .ok_or_else(|| Refusal::value("field_country", format!("unknown country id {country_id:?}")))?;
     let subject = Subject {
         o: text(p, "O")?,
         ou: text(p, "OU")?,
@@ -346,10 +288,7 @@ pub(crate) fn generate_subject(p: &Params) -> Result<(Subject, String), Refusal>
     if let Some(e) = &subject.email
         && !e.contains('@')
     {
-        return Err(Refusal::value(
-            "emailAddress",
-            format!("{e:?} is not an email address"),
-        ));
+        return Err(Refusal::value("emailAddress", format!("{e:?} is not an email address")));
     }
     Ok((subject, country.id.to_string()))
 }
@@ -365,10 +304,7 @@ pub(crate) fn order(
         "generate" => CrtType::Generate,
         "manual" => CrtType::Manual,
         other => {
-            return Err(Refusal::value(
-                "crt_type",
-                format!("{other:?} (generate or manual)"),
-            ));
+            return Err(Refusal::value("crt_type", format!("{other:?} (generate or manual)")));
         }
     };
     // Missing fields first, in the reference's order.
@@ -394,10 +330,7 @@ pub(crate) fn order(
             text(p, f)?;
         }
     }
-    let contacts = CONTACT_FIELDS
-        .iter()
-        .map(|f| (*f, p.filled(f).unwrap_or_default().to_owned()))
-        .collect();
+    let contacts = CONTACT_FIELDS.iter().map(|f| (*f, p.filled(f).unwrap_or_default().to_owned())).collect();
     let csr_pem = p.required("csr")?.to_owned();
     let csr = csr(&csr_pem)?;
     let (cn, data, key_pem) = match crt_type {
@@ -406,36 +339,19 @@ pub(crate) fn order(
             let key_pem = p.required("key")?.to_owned();
             let key_spki = ca::key_spki(&key_pem).map_err(|e| Refusal::value("key", e))?;
             if key_spki != csr.spki {
-                return Err(Refusal::value(
-                    "csr",
-                    "the key does not belong to this request",
-                ));
+                return Err(Refusal::value("csr", "the key does not belong to this request"));
             }
             let cn = cn(p.required("CN")?, product)?;
             if csr.cn.as_deref() != Some(cn.as_str()) {
                 return Err(Refusal::value(
                     "csr",
-                    format!(
-                        "the request is for {:?}, not for {cn:?}",
-                        csr.cn.as_deref().unwrap_or("")
-                    ),
+                    format!("the request is for {:?}, not for {cn:?}", csr.cn.as_deref().unwrap_or("")),
                 ));
             }
-            (
-                cn,
-                OrderData {
-                    contacts,
-                    subject,
-                    field_country: Some(field_country),
-                },
-                Some(key_pem),
-            )
+            (cn, OrderData { contacts, subject, field_country: Some(field_country) }, Some(key_pem))
         }
         CrtType::Manual => {
-            let from_csr = csr
-                .cn
-                .clone()
-                .ok_or_else(|| Refusal::value("csr", "the request has no common name"))?;
+            let from_csr = csr.cn.clone().ok_or_else(|| Refusal::value("csr", "the request has no common name"))?;
             if let Some(given) = p.filled("CN")
                 && !given.eq_ignore_ascii_case(&from_csr)
             {
@@ -445,21 +361,8 @@ pub(crate) fn order(
                 ));
             }
             let cn = cn(&from_csr, product)?;
-            let field_country = csr
-                .subject
-                .c
-                .as_deref()
-                .and_then(countries::by_iso)
-                .map(|c| c.id.to_string());
-            (
-                cn,
-                OrderData {
-                    contacts,
-                    subject: csr.subject.clone(),
-                    field_country,
-                },
-                None,
-            )
+            let field_country = csr.subject.c.as_deref().and_then(countries::by_iso).map(|c| c.id.to_string());
+            (cn, OrderData { contacts, subject: csr.subject.clone(), field_country }, None)
         }
     };
     let altnames = match (p.filled("altname"), p.filled("altname_input")) {
@@ -520,63 +423,31 @@ mod tests {
 
     #[test]
     fn approver_emails_follow_the_domain_order_and_reject_extra_indexes() {
-        let p = Params::from_pairs(&[
-            ("approver_email_1", "Admin@Example.com"),
-            ("approver_email_2", "webmaster@b.com"),
-        ]);
+        let p =
+            Params::from_pairs(&[("approver_email_1", "Admin@Example.com"), ("approver_email_2", "webmaster@b.com")]);
         assert_eq!(approvers(&p, &["*.example.com", "b.com"]).unwrap().len(), 2);
-        let swapped = Params::from_pairs(&[
-            ("approver_email_1", "webmaster@b.com"),
-            ("approver_email_2", "admin@example.com"),
-        ]);
-        assert_eq!(
-            approvers(&swapped, &["example.com", "b.com"])
-                .unwrap_err()
-                .object,
-            "approver_email_1"
-        );
-        let extra = Params::from_pairs(&[
-            ("approver_email_1", "admin@a.com"),
-            ("approver_email_2", "admin@b.com"),
-        ]);
-        assert_eq!(
-            approvers(&extra, &["a.com"]).unwrap_err().object,
-            "approver_email_2"
-        );
+        let swapped =
+            Params::from_pairs(&[("approver_email_1", "webmaster@b.com"), ("approver_email_2", "admin@example.com")]);
+        assert_eq!(approvers(&swapped, &["example.com", "b.com"]).unwrap_err().object, "approver_email_1");
+        let extra = Params::from_pairs(&[("approver_email_1", "admin@a.com"), ("approver_email_2", "admin@b.com")]);
+        assert_eq!(approvers(&extra, &["a.com"]).unwrap_err().object, "approver_email_2");
         let other_box = Params::from_pairs(&[("approver_email_1", "root@a.com")]);
         assert_eq!(approvers(&other_box, &["a.com"]).unwrap_err().kind, "value");
         let missing = Params::from_pairs(&[("approver_email_1", "admin@a.com")]);
-        assert_eq!(
-            approvers(&missing, &["a.com", "b.com"]).unwrap_err().kind,
-            "missed"
-        );
+        assert_eq!(approvers(&missing, &["a.com", "b.com"]).unwrap_err().kind, "missed");
     }
 
     #[test]
     fn addon_rules() {
         let gs = catalog::lookup("globalsign-domainssl").unwrap().product;
         let ok = Params::from_pairs(&[("addon_55364", "2")]);
-        assert_eq!(
-            addons(&ok, gs, Some(55364), 2).unwrap(),
-            (Some((55364, 2)), 2)
-        );
-        assert_eq!(
-            addons(&ok, gs, Some(55364), 3).unwrap_err().object,
-            "addon_55364"
-        );
+        assert_eq!(addons(&ok, gs, Some(55364), 2).unwrap(), (Some((55364, 2)), 2));
+        assert_eq!(addons(&ok, gs, Some(55364), 3).unwrap_err().object, "addon_55364");
         let none = Params::default();
-        assert_eq!(
-            addons(&none, gs, Some(55364), 1).unwrap_err().kind,
-            "missed"
-        );
+        assert_eq!(addons(&none, gs, Some(55364), 1).unwrap_err().kind, "missed");
         let wrong = Params::from_pairs(&[("addon_1", "2")]);
-        assert_eq!(
-            addons(&wrong, gs, Some(55364), 2).unwrap_err().object,
-            "addon_1"
-        );
-        let md = catalog::lookup("comodo-positivessl-multidomain")
-            .unwrap()
-            .product;
+        assert_eq!(addons(&wrong, gs, Some(55364), 2).unwrap_err().object, "addon_1");
+        let md = catalog::lookup("comodo-positivessl-multidomain").unwrap().product;
         assert_eq!(addons(&none, md, None, 2).unwrap(), (None, 2));
         assert_eq!(addons(&none, md, None, 3).unwrap_err().object, "altname");
         let rapid = catalog::lookup("rapidssl").unwrap().product;
@@ -588,16 +459,10 @@ mod tests {
     fn pricelists_are_checked_against_the_accounts_region() {
         let ru = Params::from_pairs(&[("pricelist", "55326")]);
         assert!(pricelist(&ru, Region::Russian).is_ok());
-        assert_eq!(
-            pricelist(&ru, Region::Foreign).unwrap_err().object,
-            "pricelist"
-        );
+        assert_eq!(pricelist(&ru, Region::Foreign).unwrap_err().object, "pricelist");
         let shared = Params::from_pairs(&[("pricelist", "2025")]);
         assert!(pricelist(&shared, Region::Foreign).is_ok());
         let unknown = Params::from_pairs(&[("pricelist", "1")]);
-        assert_eq!(
-            pricelist(&unknown, Region::Russian).unwrap_err().kind,
-            "value"
-        );
+        assert_eq!(pricelist(&unknown, Region::Russian).unwrap_err().kind, "value");
     }
 }

@@ -132,10 +132,11 @@ async fn stored(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView, rotate: boo
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let name = key_secret_name(&run.name);
     let existing = api.get_opt(&name).await?;
+    // A key Secret labelled with our name but owned by an earlier IspCertificate of the same
+    // name (deleted, then applied again) is ours to take over: its owner reference is rewritten.
+    let mut stale_owner = false;
     if let Some(s) = &existing {
-        let ours_by_label = s.labels().get(LABEL_CERTIFICATE).is_some_and(|l| *l == run.name);
-        let ours_by_owner = s.owner_references().iter().any(|o| o.uid == run.uid);
-        if !ours_by_label || !ours_by_owner {
+        if s.labels().get(LABEL_CERTIFICATE).is_none_or(|l| *l != run.name) {
             return Ok(Flow::Stop(Stop::blocked(
                 super::r::SECRET_NOT_MANAGED,
                 format!(
@@ -144,6 +145,7 @@ async fn stored(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView, rotate: boo
                 None,
             )));
         }
+        stale_owner = !s.owner_references().iter().any(|o| o.uid == run.uid);
     }
     let mut stored = existing.as_ref().and_then(read_key_secret);
     let recovered = stored.is_none() && !rotate && {
@@ -153,7 +155,7 @@ async fn stored(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView, rotate: boo
     let action = key_action(plan, stored.as_ref().map(|s| &s.meta), run.status.order_id.is_some(), rotate);
     let names = plan.names();
     let (key, csr, meta) = match (action, stored) {
-        (KeyAction::Keep, Some(s)) if !recovered => {
+        (KeyAction::Keep, Some(s)) if !recovered && !stale_owner => {
             let bits = keys::public_key_bits(&s.key)?;
             return Ok(Flow::Go(Material { key: s.key, csr: s.csr, bits }));
         }

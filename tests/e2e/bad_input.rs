@@ -1,0 +1,164 @@
+//! Every bad input ends, with zero orders, in a rejection at apply time or in a condition and a
+//! Warning event that say what to fix.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// Applying `spec` is refused by the API server with a message containing `expect`.
+async fn refused(env: &Env, name: &str, spec: Value, expect: &str) {
+    match env.create_certificate(name, spec).await {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{s:?}");
+            assert!(s.message.contains(expect), "expected {expect:?} in {:?}", s.message);
+        }
+        other => panic!("{name}: expected a rejection containing {expect:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn refused_at_apply_time() {
+    let env = Env::new("bad-apply").await;
+    env.ready_issuer().await;
+    let base = || cert_spec("alphassl", "www.example.com", "www-tls");
+    refused(&env, "unknown-product", with(base(), json!({"product": "alphasll"})), "unknown product").await;
+    refused(&env, "period-36", with(base(), json!({"period": 36})), "period must be 12 or 24 months").await;
+    refused(
+        &env,
+        "bad-mailbox",
+        with(base(), json!({"approvers": [{"domain": "www.example.com", "email": "root@www.example.com"}]})),
+        "email must be admin@, administrator@, hostmaster@, postmaster@ or webmaster@",
+    )
+    .await;
+    refused(
+        &env,
+        "stray-approver",
+        with(base(), json!({"approvers": [{"domain": "other.example.com", "email": "admin@other.example.com"}]})),
+        "every approvers[].domain must be the commonName or one of altNames",
+    )
+    .await;
+    refused(
+        &env,
+        "conflicting-keys",
+        with(base(), json!({"orderId": "123", "privateKey": {"source": "Billing"}})),
+        "adopting an existing order (orderId) needs the key in the cluster",
+    )
+    .await;
+    refused(
+        &env,
+        "csr-without-secret",
+        with(base(), json!({"privateKey": {"source": "Secret"}})),
+        "privateKey.secretRef is required with source Secret",
+    )
+    .await;
+    refused(
+        &env,
+        "wildcard-on-plain",
+        with(base(), json!({"commonName": "*.example.com"})),
+        "a wildcard commonName (*.) needs a wildcard product",
+    )
+    .await;
+    refused(
+        &env,
+        "alt-on-single",
+        with(base(), json!({"altNames": ["b.example.com"]})),
+        "altNames need a multi-domain product",
+    )
+    .await;
+    refused(&env, "empty-cn", with(base(), json!({"commonName": ""})), "commonName must not be empty").await;
+    refused(&env, "no-approver", json!({"issuerRef": {"name": "billing"}, "product": "alphassl", "commonName": "www.example.com", "secretName": "x"}), "every name needs an approver").await;
+
+    // A field that decides what is bought cannot change afterwards.
+    env.apply_certificate("fixed", base()).await.unwrap();
+    match env.apply_certificate("fixed", with(base(), json!({"commonName": "other.example.com"}))).await {
+        Err(kube::Error::Api(s)) => assert!(s.message.contains("commonName cannot change"), "{}", s.message),
+        other => panic!("a commonName change was accepted: {other:?}"),
+    }
+    env.wait_ready("fixed").await;
+    assert_eq!(env.orders().await, 1, "only the valid certificate was ordered");
+}
+
+#[tokio::test]
+async fn an_issuer_that_does_not_exist() {
+    let env = Env::new("bad-issuer").await;
+    env.apply_certificate(
+        "orphan",
+        with(cert_spec("alphassl", "www.example.com", "www-tls"), json!({"issuerRef": {"name": "nobody"}})),
+    )
+    .await
+    .unwrap();
+    let cert = env.wait_reason("orphan", "Ready", "False", "IssuerNotFound").await;
+    let message = &cert.status.unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    assert!(message.contains("IspIssuer nobody in namespace") && message.contains("does not exist"), "{message}");
+    env.wait_event("orphan", "Warning", "IssuerNotFound").await;
+    assert_eq!(env.orders().await, 0);
+
+    // Creating the issuer heals it without touching the certificate.
+    env.credentials("c2", EMAIL, PASSWORD).await;
+    env.apply_issuer("nobody", env.issuer_spec("c2")).await.unwrap();
+    env.wait_ready("orphan").await;
+    assert_eq!(env.orders().await, 1);
+}
+
+#[tokio::test]
+async fn credentials_in_another_namespace_are_refused() {
+    let env = Env::new("bad-creds-ns").await;
+    env.credentials("billing-credentials", EMAIL, PASSWORD).await;
+    let mut spec = env.issuer_spec("billing-credentials");
+    spec["credentialsSecretRef"]["namespace"] = json!("kube-system");
+    env.apply_issuer("billing", spec).await.unwrap();
+    let issuer =
+        env.wait_issuer("billing", |s| s.conditions.iter().any(|c| c.reason == "CredentialsNamespaceNotAllowed")).await;
+    let message = issuer.status.unwrap().conditions[0].message.clone();
+    assert!(message.contains("an IspIssuer reads credentials from its own namespace"), "{message}");
+
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_reason("site", "Ready", "False", "IssuerNotReady").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stats = env.stats().await;
+    assert_eq!(stats.orders, 0);
+    assert!(stats.requests.is_empty(), "the billing is not even asked: {:?}", stats.requests);
+}
+
+#[tokio::test]
+async fn problems_only_the_operator_can_see() {
+    let env = Env::new("bad-runtime").await;
+    env.ready_issuer().await;
+    // 55346 is AlphaSSL in the foreign price list; the issuer buys from the Russian one.
+    env.apply_certificate("wrong-region", cert_spec("55346", "www.example.com", "www-tls")).await.unwrap();
+    let cert = env.wait_reason("wrong-region", "Ready", "False", "InvalidSpec").await;
+    let message = cert.status.unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    assert!(
+        message.contains("belongs to the Foreign price list") && message.contains("use the product name alphassl"),
+        "{message}"
+    );
+    let note = env.wait_event("wrong-region", "Warning", "InvalidSpec").await;
+    assert!(note.contains("Foreign price list"), "{note}");
+
+    // A CSR Secret whose CSR is for other names.
+    env.apply_certificate(
+        "csr-missing",
+        with(
+            cert_spec("alphassl", "shop.example.com", "shop-tls"),
+            json!({
+                "privateKey": {"source": "Secret", "secretRef": {"name": "does-not-exist"}}
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+    env.wait_reason("csr-missing", "Ready", "False", "CsrSecretInvalid").await;
+    env.wait_event("csr-missing", "Warning", "CsrSecretInvalid").await;
+
+    // Two certificates naming one Secret: the later one is refused and never writes.
+    env.apply_certificate("first", cert_spec("alphassl", "one.example.com", "shared-tls")).await.unwrap();
+    env.wait_ready("first").await;
+    env.apply_certificate("second", cert_spec("alphassl", "two.example.com", "shared-tls")).await.unwrap();
+    let second = env.wait_reason("second", "Ready", "False", "SecretInUse").await;
+    assert!(second.status.unwrap().conditions.iter().any(|c| c.message.contains("IspCertificate first")));
+    env.wait_event("second", "Warning", "SecretInUse").await;
+    verify_tls_secret(&env.secrets().get("shared-tls").await.unwrap(), &["one.example.com"]);
+    assert_eq!(env.orders().await, 1, "only the first certificate was ordered");
+}

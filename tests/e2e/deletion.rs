@@ -1,0 +1,83 @@
+//! Deleting an `IspCertificate` under `Retain` and `Delete`, checked at the simulator.
+
+use std::time::{Duration, Instant};
+
+use ispcert::sim::{FaultKind, FaultSpec};
+use serde_json::json;
+
+use crate::support::*;
+
+async fn wait_gone(env: &Env, name: &str) {
+    let start = Instant::now();
+    while env.certificates().get_opt(name).await.unwrap().is_some() {
+        assert!(start.elapsed() < WAIT, "{name} was not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn retain_keeps_the_secret_and_the_order() {
+    let env = Env::new("delete-retain").await;
+    env.ready_issuer().await;
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    let cert = env.wait_ready("site").await;
+    assert!(cert.metadata.finalizers.unwrap_or_default().is_empty(), "Retain needs no finalizer");
+    let id: u64 = cert.status.unwrap().order_id.unwrap().parse().unwrap();
+    env.delete_certificate("site").await;
+    wait_gone(&env, "site").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    verify_tls_secret(&env.secrets().get("www-tls").await.unwrap(), &["www.example.com"]);
+    assert!(!env.admin.certificate(id).await.unwrap().deleted);
+    assert_eq!(env.stats().await.deletes, 0);
+}
+
+#[tokio::test]
+async fn delete_removes_the_certificate_at_the_billing() {
+    let env = Env::new("delete-delete").await;
+    env.ready_issuer().await;
+    env.apply_certificate(
+        "site",
+        with(cert_spec("alphassl", "www.example.com", "www-tls"), json!({"deletionPolicy": "Delete"})),
+    )
+    .await
+    .unwrap();
+    let cert = env.wait_ready("site").await;
+    assert_eq!(cert.metadata.finalizers.unwrap_or_default(), ["ispcert.dev/cleanup"]);
+    let id: u64 = cert.status.unwrap().order_id.unwrap().parse().unwrap();
+    env.delete_certificate("site").await;
+    wait_gone(&env, "site").await;
+    assert!(env.admin.certificate(id).await.unwrap().deleted);
+    assert_eq!(env.stats().await.deletes, 1);
+    assert!(env.secrets().get_opt("www-tls").await.unwrap().is_none(), "the Secret goes with it");
+}
+
+#[tokio::test]
+async fn deletion_never_hangs_when_the_billing_is_gone() {
+    let env = Env::new("delete-blocked").await;
+    env.ready_issuer().await;
+    env.apply_certificate(
+        "site",
+        with(cert_spec("alphassl", "www.example.com", "www-tls"), json!({"deletionPolicy": "Delete"})),
+    )
+    .await
+    .unwrap();
+    let id: u64 = env.wait_ready("site").await.status.unwrap().order_id.unwrap().parse().unwrap();
+    env.admin
+        .add_fault(&FaultSpec::new(FaultKind::Status { status: 503 }).on_func("certificate.delete"))
+        .await
+        .unwrap();
+    env.delete_certificate("site").await;
+    let blocked = env.wait_reason("site", "Ready", "False", "DeletionBlocked").await;
+    let message = blocked.status.unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    assert!(message.contains("ispcert.dev/skip-billing-cleanup=true"), "the way out is named: {message}");
+    env.wait_event("site", "Warning", "DeletionBlocked").await;
+
+    // The documented way out.
+    let patch = json!({"metadata": {"annotations": {"ispcert.dev/skip-billing-cleanup": "true"}}});
+    env.certificates()
+        .patch("site", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .unwrap();
+    wait_gone(&env, "site").await;
+    assert!(!env.admin.certificate(id).await.unwrap().deleted);
+}

@@ -1,0 +1,178 @@
+//! Trouble that heals by itself once its cause is fixed, and never costs a second order.
+
+use std::time::Duration;
+
+use ispcert::sim::{AccountSpec, FaultKind, FaultSpec, Money, SimConfig};
+
+use crate::support::*;
+
+#[tokio::test]
+async fn wrong_credentials_heal_when_the_secret_is_fixed() {
+    let env = Env::new("heal-creds").await;
+    env.credentials("billing-credentials", EMAIL, "not-the-password").await;
+    env.apply_issuer("billing", env.issuer_spec("billing-credentials")).await.unwrap();
+    let issuer = env.wait_issuer("billing", |s| s.conditions.iter().any(|c| c.reason == "WrongCredentials")).await;
+    let message = issuer.status.unwrap().conditions[0].message.clone();
+    assert!(message.contains("refused the login") && !message.contains("not-the-password"), "{message}");
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_reason("site", "Ready", "False", "IssuerNotReady").await;
+
+    // Wrong logins are not repeated in a loop: an account can be locked for that.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let refused = env.admin.stats().await.unwrap().requests_of("certificate");
+    assert!(refused <= 3, "{refused} logins with the same wrong password");
+    assert_eq!(env.orders().await, 0);
+
+    env.credentials("billing-credentials", EMAIL, PASSWORD).await;
+    env.wait_issuer("billing", |s| is(&s.conditions, "Ready", "True")).await;
+    env.wait_ready("site").await;
+    verify_tls_secret(&env.secrets().get("www-tls").await.unwrap(), &["www.example.com"]);
+    assert_eq!(env.orders().await, 1);
+}
+
+#[tokio::test]
+async fn not_enough_money_heals_after_a_top_up_with_exactly_one_order() {
+    let env = Env::with_sim(
+        "heal-money",
+        SimConfig {
+            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(10), "RUB")],
+            issue_after: Duration::from_secs(1),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    env.ready_issuer().await;
+    env.apply_certificate("site", cert_spec("globalsign-organizationssl", "www.example.com", "www-tls")).await.unwrap();
+    let cert = env.wait_reason("site", "Ready", "False", "NotEnoughMoney").await;
+    let message = cert.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    assert!(message.contains("top up at least") && message.contains("RUB"), "the deficit is shown: {message}");
+    env.wait_event("site", "Warning", "NotEnoughMoney").await;
+    let before = env.stats().await;
+    assert_eq!((before.orders, before.charged), (0, Money::ZERO));
+
+    env.admin.top_up(EMAIL, Money::from_units(1_000_000)).await.unwrap();
+    env.wait_ready("site").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = env.stats().await;
+    assert_eq!(after.orders, 1, "exactly one order after the top-up");
+    let id: u64 = env.certificates().get("site").await.unwrap().status.unwrap().order_id.unwrap().parse().unwrap();
+    assert_eq!(after.charged, env.admin.certificate(id).await.unwrap().cost, "charged once");
+}
+
+#[tokio::test]
+async fn a_lost_order_answer_is_found_not_bought_again() {
+    let env = Env::new("heal-lost-answer").await;
+    env.ready_issuer().await;
+    // The billing takes the money, then the answer is lost (a proxy's 502).
+    env.admin
+        .add_fault(
+            &FaultSpec::new(FaultKind::Status { status: 502 })
+                .on_func("certificate.order.param")
+                .times(1)
+                .after_commit(),
+        )
+        .await
+        .unwrap();
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_ready("site").await;
+    verify_tls_secret(&env.secrets().get("www-tls").await.unwrap(), &["www.example.com"]);
+    assert_eq!(env.orders().await, 1, "the lost order was found, not bought again");
+    env.wait_event("site", "Normal", "OrderRecovered").await;
+}
+
+#[tokio::test]
+async fn a_timed_out_order_with_a_restart_in_between_is_found() {
+    let mut env = Env::new("heal-timeout").await;
+    env.ready_issuer().await;
+    env.admin
+        .add_fault(&FaultSpec::new(FaultKind::Timeout).on_func("certificate.order.param").times(1).after_commit())
+        .await
+        .unwrap();
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    // The operator is stopped while the order hangs, as a crash or a rolling update would.
+    env.wait_cert("site", |s| s.order_attempt.is_some()).await;
+    env.stop_operator().await;
+    assert_eq!(env.orders().await, 1, "the order reached the billing");
+    env.start_operator().await;
+    env.wait_ready("site").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(env.orders().await, 1);
+}
+
+#[tokio::test]
+async fn a_refused_order_before_commit_is_retried_once_the_billing_is_back() {
+    let env = Env::new("heal-outage").await;
+    env.ready_issuer().await;
+    // An outage of every order call: nothing reaches the billing, so retrying is safe.
+    let fault = env
+        .admin
+        .add_fault(&FaultSpec::new(FaultKind::Html { status: 503 }).on_func("certificate.order.param"))
+        .await
+        .unwrap();
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_cert("site", |s| s.conditions.iter().any(|c| c.reason == "OrderOutcomeUnknown")).await;
+    assert_eq!(env.orders().await, 0);
+    env.admin.remove_fault(fault).await.unwrap();
+    env.wait_ready("site").await;
+    assert_eq!(env.orders().await, 1);
+}
+
+#[tokio::test]
+async fn a_lost_secret_is_restored_without_a_new_order() {
+    let env = Env::new("heal-secret").await;
+    env.ready_issuer().await;
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_ready("site").await;
+    let first = env.secrets().get("www-tls").await.unwrap();
+
+    env.secrets().delete("www-tls", &Default::default()).await.unwrap();
+    let start = std::time::Instant::now();
+    let restored = loop {
+        if let Ok(s) = env.secrets().get("www-tls").await {
+            break s;
+        }
+        assert!(start.elapsed() < WAIT, "the Secret was not restored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    verify_tls_secret(&restored, &["www.example.com"]);
+    assert_eq!(restored.data.as_ref().unwrap()["tls.key"], first.data.as_ref().unwrap()["tls.key"], "same key");
+    env.wait_event("site", "Normal", "SecretRestored").await;
+
+    // Both Secrets lost while the operator is down: the key is gone for good, so a new key is
+    // made and the certificate reissued for it, for free.
+    let mut env = env;
+    env.stop_operator().await;
+    env.secrets().delete("site-ispcert-key", &Default::default()).await.unwrap();
+    env.secrets().delete("www-tls", &Default::default()).await.unwrap();
+    env.start_operator().await;
+    let start = std::time::Instant::now();
+    while env.secrets().get("www-tls").await.is_err() {
+        assert!(start.elapsed() < WAIT, "the Secret was not restored after losing both");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    env.wait_ready("site").await;
+    let rekeyed = env.secrets().get("www-tls").await.unwrap();
+    verify_tls_secret(&rekeyed, &["www.example.com"]);
+    assert_ne!(rekeyed.data.as_ref().unwrap()["tls.key"], first.data.as_ref().unwrap()["tls.key"]);
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (1, 1), "a lost key costs a free reissue, never an order");
+}
+
+#[tokio::test]
+async fn a_certificate_recreated_after_deletion_adopts_its_retained_order() {
+    let env = Env::new("heal-recreate").await;
+    env.ready_issuer().await;
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    let first = env.wait_ready("site").await.status.unwrap().order_id.unwrap();
+    env.delete_certificate("site").await;
+    let start = std::time::Instant::now();
+    while env.certificates().get_opt("site").await.unwrap().is_some() {
+        assert!(start.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // GitOps re-creates the same manifest: the retained Secret points at the live order.
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    let again = env.wait_ready("site").await.status.unwrap().order_id.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(env.orders().await, 1);
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: the operator on a real kube-apiserver and etcd (one control plane for this
+//! test binary, a namespace per test) against the billing simulator over real HTTP.
+
+mod bad_input;
+mod deletion;
+mod healing;
+mod modes;
+mod support;
