@@ -159,6 +159,7 @@ pub struct IssuerRegistry {
     suspects: Mutex<HashSet<IssuerKey>>,
     /// The last refusal of credentials per issuer: the Secret version refused and when.
     refusals: Mutex<HashMap<IssuerKey, (String, std::time::Instant)>>,
+    list_calls: prometheus_client::metrics::counter::Counter,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,7 +170,12 @@ impl IssuerRegistry {
     /// The poller of a billing account; issuers sharing an account share it.
     pub fn poller_for(&self, client: &BillingClient) -> Arc<AccountPoller> {
         let key = (client.endpoint().to_string(), client.credentials().email().to_string());
-        lock(&self.pollers).entry(key).or_default().clone()
+        lock(&self.pollers).entry(key).or_insert_with(|| Arc::new(AccountPoller::new(self.list_calls.clone()))).clone()
+    }
+
+    /// A registry whose pollers count their list calls in `list_calls`.
+    pub fn new(list_calls: prometheus_client::metrics::counter::Counter) -> Self {
+        IssuerRegistry { list_calls, ..Default::default() }
     }
 
     /// The handle of a verified issuer, if it is still current for this uid and generation.

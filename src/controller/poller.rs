@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Mutex;
 
 use crate::billing::{BillingClient, BillingError, CertificateRow};
@@ -39,11 +40,15 @@ pub struct AccountPoller {
     /// Bumped by [`AccountPoller::invalidate`]; a snapshot taken before the bump is stale.
     epoch: AtomicU64,
     snapshot_epoch: AtomicU64,
-    /// List refreshes made, for metrics and tests.
-    pub refreshes: AtomicU64,
+    /// List refreshes made (`ispcert_billing_list_calls_total`, shared by every account).
+    refreshes: Counter,
 }
 
 impl AccountPoller {
+    pub fn new(refreshes: Counter) -> Self {
+        AccountPoller { refreshes, ..Default::default() }
+    }
+
     /// A snapshot no older than `max_age` (zero forces a fresh list).
     pub async fn snapshot(&self, client: &BillingClient, max_age: Duration) -> Result<Arc<Snapshot>, BillingError> {
         let mut guard = self.snapshot.lock().await;
@@ -55,7 +60,7 @@ impl AccountPoller {
             return Ok(s.clone());
         }
         let rows = client.list().await?;
-        self.refreshes.fetch_add(1, Ordering::Relaxed);
+        self.refreshes.inc();
         let fresh = Arc::new(Snapshot::new(rows));
         self.snapshot_epoch.store(epoch, Ordering::SeqCst);
         *guard = Some(fresh.clone());

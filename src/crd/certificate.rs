@@ -26,7 +26,7 @@ pub const DNS_NAME_RULE: &str = "self.matches('^(\\\\*\\\\.)?([A-Za-z0-9]([-A-Za
     status = "CertificateStatus",
     shortname = "ispcert",
     shortname = "ispcerts",
-    category = "ispcert",
+    category = "ispcert-all",
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Secret","type":"string","jsonPath":".spec.secretName"}"#,
     printcolumn = r#"{"name":"Product","type":"string","jsonPath":".spec.product"}"#,

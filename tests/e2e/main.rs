@@ -2,6 +2,7 @@
 //! test binary, a namespace per test) against the billing simulator over real HTTP.
 
 mod bad_input;
+mod cli;
 mod deletion;
 mod healing;
 mod modes;

@@ -125,7 +125,6 @@ pub async fn converge(
             Ok(s) => s,
             Err(e) => return Ok(Flow::Stop(run.billing_stop(issuer, e, "polling the billing"))),
         };
-        run.ctx.shared.metrics.list_calls.inc_by(0);
         let row = snapshot.row(order_id);
         if let Some(row) = row {
             run.status.order_state = Some(order_state(row));
