@@ -176,3 +176,59 @@ async fn a_certificate_recreated_after_deletion_adopts_its_retained_order() {
     assert_eq!(again, first);
     assert_eq!(env.orders().await, 1);
 }
+
+#[tokio::test]
+async fn renewal_is_a_free_reissue_and_rotates_the_key_when_asked() {
+    // Certificates valid for 24 s: renewal comes two thirds in, at 16 s.
+    let env = Env::with_sim(
+        "heal-renewal",
+        SimConfig {
+            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
+            issue_after: Duration::from_millis(500),
+            validity: Some(Duration::from_secs(24)),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    env.ready_issuer().await;
+    env.apply_certificate("kept", cert_spec("alphassl", "kept.example.com", "kept-tls")).await.unwrap();
+    env.apply_certificate(
+        "rotated",
+        crate::support::with(
+            cert_spec("alphassl", "rotated.example.com", "rotated-tls"),
+            serde_json::json!({
+                "privateKey": {"algorithm": "ECDSA", "rotationPolicy": "Always"}
+            }),
+        ),
+    )
+    .await
+    .unwrap();
+    let kept = env.wait_ready("kept").await.status.unwrap();
+    let rotated = env.wait_ready("rotated").await.status.unwrap();
+    let kept_key = env.secrets().get("kept-tls").await.unwrap().data.unwrap()["tls.key"].clone();
+    let rotated_key = env.secrets().get("rotated-tls").await.unwrap().data.unwrap()["tls.key"].clone();
+    let renewal = kept.renewal_time.clone().unwrap().0;
+    let life = kept.not_after.clone().unwrap().0.duration_since(kept.not_before.clone().unwrap().0);
+    assert_eq!(
+        renewal,
+        kept.not_before.clone().unwrap().0 + life * 2 / 3,
+        "renewal at two thirds of the real lifetime"
+    );
+
+    let kept_serial = kept.serial_number.clone();
+    let renewed = env.wait_cert("kept", |s| is(&s.conditions, "Ready", "True") && s.serial_number != kept_serial).await;
+    let rotated_serial = rotated.serial_number.clone();
+    env.wait_cert("rotated", |s| is(&s.conditions, "Ready", "True") && s.serial_number != rotated_serial).await;
+    assert!(renewed.status.unwrap().not_after.unwrap().0 > kept.not_after.unwrap().0);
+
+    let kept_now = env.secrets().get("kept-tls").await.unwrap();
+    verify_tls_secret(&kept_now, &["kept.example.com"]);
+    assert_eq!(kept_now.data.unwrap()["tls.key"], kept_key, "rotationPolicy Never keeps the key");
+    let rotated_now = env.secrets().get("rotated-tls").await.unwrap();
+    verify_tls_secret(&rotated_now, &["rotated.example.com"]);
+    assert_ne!(rotated_now.data.unwrap()["tls.key"], rotated_key, "rotationPolicy Always makes a new key");
+    let stats = env.stats().await;
+    assert_eq!(stats.orders, 2, "renewals buy nothing");
+    assert!(stats.reissues >= 2);
+    env.wait_event("kept", "Normal", "Reissuing").await;
+}

@@ -9,6 +9,8 @@ mod cleanup;
 mod issue;
 mod key;
 mod order;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
