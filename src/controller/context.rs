@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::broadcast;
@@ -49,12 +49,13 @@ pub struct Shared {
     pub settings: Settings,
     /// One HTTP connection pool for every billing account.
     pub http: reqwest::Client,
-    pub reporter: Reporter,
     pub metrics: Metrics,
     pub backoff: Backoffs,
     pub issuers: IssuerRegistry,
     /// Asks the issuer controllers to check an issuer's credentials again now.
     pub recheck: broadcast::Sender<IssuerKey>,
+    /// One recorder for the process, so that repeated events are counted in one series.
+    pub recorder: Recorder,
     pub cluster_issuers: Store<ClusterIspIssuer>,
     /// The resourceVersion of each output Secret ("namespace/name") as we last wrote or checked
     /// it: a Secret still at that version needs no read to be trusted.
@@ -83,10 +84,6 @@ impl Shared {
         self.verified.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
-    pub fn recorder(&self) -> Recorder {
-        Recorder::new(self.client.clone(), self.reporter.clone())
-    }
-
     /// Publishes an event; failures are logged, never fatal (events are best effort).
     pub async fn event<K>(&self, obj: &K, type_: EventType, reason: &str, action: &str, note: String)
     where
@@ -99,7 +96,7 @@ impl Shared {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder().publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
             warn!(error = %e, reason, "could not publish event");
         }
     }

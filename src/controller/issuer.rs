@@ -61,7 +61,7 @@ pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> R
     shared.metrics.reconciles.get_or_create(&super::metrics::ControllerLabels { controller: "issuer".into() }).inc();
     let backoff_key = format!("issuer/{}", view.key);
 
-    let check = match check(obj.as_ref(), &view, &shared).await {
+    let check = match check(&view, &shared).await {
         Ok(c) => c,
         Err(e) => {
             let wait = shared.backoff.fail(&backoff_key, settings.backoff_min, settings.backoff_max);
@@ -91,7 +91,7 @@ pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> R
     Ok(Action::requeue(check.requeue))
 }
 
-async fn check<K: IssuerResource>(obj: &K, view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
+async fn check(view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
     let settings = &shared.settings;
     // While not Ready the Secret is read again soon (a cheap GET), so fixing it heals quickly;
     // the billing itself is asked only when the Secret changed or the refusal window passed.
@@ -155,7 +155,6 @@ async fn check<K: IssuerResource>(obj: &K, view: &IssuerView, shared: &Shared) -
                 view.key.clone(),
                 IssuerHandle { uid: view.uid.clone(), generation: view.generation, secret_version, client, poller },
             );
-            let _ = obj;
             Ok(Check { ready: true, reason: r::CREDENTIALS_VERIFIED, message, requeue: settings.issuer_recheck })
         }
         Err(e) => {

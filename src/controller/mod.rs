@@ -131,7 +131,10 @@ pub async fn run(
     let shared = Arc::new(Shared {
         client: client.clone(),
         http: crate::billing::http_pool(settings.billing_timeout),
-        reporter: Reporter { controller: settings.manager.clone(), instance: std::env::var("POD_NAME").ok() },
+        recorder: kube::runtime::events::Recorder::new(
+            client.clone(),
+            Reporter { controller: settings.manager.clone(), instance: std::env::var("POD_NAME").ok() },
+        ),
         issuers: issuers::IssuerRegistry::new(metrics.list_calls.clone()),
         metrics,
         backoff: Default::default(),

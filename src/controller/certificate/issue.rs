@@ -36,7 +36,7 @@ fn secret_key(ns: &str, name: &str) -> String {
 }
 
 /// A Ready certificate whose Secret is exactly what we last wrote or checked needs no API call.
-pub fn fast_path(run: &Run<'_>, plan: &Plan) -> Option<Stop> {
+pub fn fast_path(run: &Run<'_>) -> Option<Stop> {
     let s = &run.status;
     let renewal = s.renewal_time.as_ref()?.0;
     let serial = s.serial_number.as_deref()?;
@@ -49,11 +49,13 @@ pub fn fast_path(run: &Run<'_>, plan: &Plan) -> Option<Stop> {
     if !settled {
         return None;
     }
-    let meta = run.ctx.secrets.get(&ObjectRef::new(&plan.secret_name).within(&run.ns))?;
+    // The spec is the one the certificate was issued for (same generation), so its Secret name
+    // is the Secret's; the issuer is not even looked at.
+    let secret_name = &run.cert.spec.secret_name;
+    let meta = run.ctx.secrets.get(&ObjectRef::new(secret_name).within(&run.ns))?;
     let labelled = meta.labels().get(LABEL_CERTIFICATE).is_some_and(|l| *l == run.name);
     let same_serial = meta.annotations().get(ANN_SERIAL).is_some_and(|a| a == serial);
-    let known_version =
-        run.ctx.shared.verified_version(&secret_key(&run.ns, &plan.secret_name)) == meta.resource_version();
+    let known_version = run.ctx.shared.verified_version(&secret_key(&run.ns, secret_name)) == meta.resource_version();
     (labelled && same_serial && known_version).then(|| {
         let c = conditions::get(&s.conditions, r::READY).map(|c| c.message.clone()).unwrap_or_default();
         Stop::ready(c, Some(until(renewal)))

@@ -228,6 +228,9 @@ impl<'a> Run<'a> {
 
 /// The stages in order. Returns the stop that ended the run.
 async fn drive(run: &mut Run<'_>) -> Result<Flow<()>, Error> {
+    if let Some(stop) = issue::fast_path(run) {
+        return Ok(Flow::Stop(stop));
+    }
     let spec = &run.cert.spec;
     let Some(issuer) = run.ctx.issuer(&run.ns, &spec.issuer_ref) else {
         let kind = format!("{:?}", spec.issuer_ref.kind);
@@ -235,14 +238,18 @@ async fn drive(run: &mut Run<'_>) -> Result<Flow<()>, Error> {
             crate::crd::IssuerKind::IspIssuer => format!(" in namespace {}", run.ns),
             crate::crd::IssuerKind::ClusterIspIssuer => String::new(),
         };
-        return Ok(Flow::Stop(Stop::blocked(
-            r::ISSUER_NOT_FOUND,
-            format!(
-                "{kind} {}{place} does not exist; create it or fix spec.issuerRef. Nothing is ordered meanwhile",
-                spec.issuer_ref.name
-            ),
-            Some(Duration::from_secs(300)),
-        )));
+        // A certificate still valid for this spec stays Ready; the trouble shows under Issuing.
+        return Ok(Flow::Stop(Stop {
+            ready: None,
+            ..Stop::blocked(
+                r::ISSUER_NOT_FOUND,
+                format!(
+                    "{kind} {}{place} does not exist; create it or fix spec.issuerRef. Nothing is ordered meanwhile",
+                    spec.issuer_ref.name
+                ),
+                Some(Duration::from_secs(300)),
+            )
+        }));
     };
     let plan = match plan(spec, &issuer.spec) {
         Ok(p) => p,
@@ -279,9 +286,6 @@ async fn drive(run: &mut Run<'_>) -> Result<Flow<()>, Error> {
             format!("{} is not ready ({why}); nothing is ordered until it is", issuer.key),
             run.ctx.shared.settings.poll_interval.max(Duration::from_secs(5)),
         )));
-    }
-    if let Some(stop) = issue::fast_path(run, &plan) {
-        return Ok(Flow::Stop(stop));
     }
     let material = go!(key::ensure(run, &plan, &issuer).await?);
     let order_id = go!(order::ensure(run, &plan, &issuer, &material).await?);

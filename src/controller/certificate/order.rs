@@ -225,6 +225,8 @@ async fn place(
         return Ok(flow);
     }
 
+    // The server's status is the base from here on: only the attempt is added to it.
+    run.status = fresh_status.clone();
     run.status.order_attempt =
         Some(OrderAttempt { started_at: Time(Timestamp::now()), remote_id: tag.clone(), outcome_unknown: None });
     let base = fresh_status;

@@ -82,7 +82,10 @@ fn context(cert: &IspCertificate) -> (Arc<Context>, Handle) {
         client: client.clone(),
         settings: Settings::fast(),
         http: crate::billing::http_pool(Duration::from_secs(1)),
-        reporter: Reporter { controller: "ispcert".into(), instance: None },
+        recorder: kube::runtime::events::Recorder::new(
+            client.clone(),
+            Reporter { controller: "ispcert".into(), instance: None },
+        ),
         metrics: Metrics::default(),
         backoff: Default::default(),
         issuers: Default::default(),
