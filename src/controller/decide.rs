@@ -203,10 +203,12 @@ pub enum KeyAction {
     Replace,
 }
 
-fn same_names(a: &[String], b: &[String]) -> bool {
+/// Whether two name lists hold the same names, whatever their order and case.
+pub fn same_names(a: &[String], b: &[String]) -> bool {
     let norm = |v: &[String]| {
         let mut x: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
         x.sort();
+        x.dedup();
         x
     };
     norm(a) == norm(b)

@@ -53,6 +53,20 @@ impl Plan {
         std::iter::once(self.common_name.clone()).chain(self.alt_names.iter().cloned()).collect()
     }
 
+    /// The subject as the billing's `crt_type=generate` fields want it (validation made sure
+    /// they are all there when the billing makes the key).
+    pub fn billing_subject(&self) -> crate::billing::Subject {
+        let s = &self.subject;
+        crate::billing::Subject {
+            country_id: s.country_id.clone().unwrap_or_default(),
+            state: s.state.clone().unwrap_or_default(),
+            locality: s.locality.clone().unwrap_or_default(),
+            organization: s.organization.clone().unwrap_or_default(),
+            organizational_unit: s.organizational_unit.clone(),
+            email: s.email.clone(),
+        }
+    }
+
     /// Names a certificate may carry beyond [`Plan::names`]: CAs add the base domain of a wildcard.
     pub fn tolerated_extra_names(&self) -> Vec<String> {
         self.names().iter().filter_map(|n| n.strip_prefix("*.").map(str::to_string)).collect()

@@ -10,7 +10,7 @@ use secrecy::SecretString;
 use super::{Flow, Run, Stop};
 use crate::billing::CsrRequest;
 use crate::controller::context::Error;
-use crate::controller::decide::{KeyAction, KeyMeta, key_action};
+use crate::controller::decide::{KeyAction, KeyMeta, key_action, same_names};
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::{KeyPlan, Plan};
 use crate::controller::secrets::{
@@ -34,16 +34,6 @@ fn csr_subject(plan: &Plan) -> CsrSubject {
         organization: plan.subject.organization.clone(),
         organizational_unit: plan.subject.organizational_unit.clone(),
     }
-}
-
-fn same_names(a: &[String], b: &[String]) -> bool {
-    let norm = |v: &[String]| {
-        let mut x: Vec<String> = v.iter().map(|s| s.to_ascii_lowercase()).collect();
-        x.sort();
-        x.dedup();
-        x
-    };
-    norm(a) == norm(b)
 }
 
 pub async fn ensure(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView) -> Result<Flow<Material>, Error> {
@@ -181,20 +171,12 @@ async fn stored(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView, rotate: boo
             }
             _ => {
                 let handle = super::go!(run.handle(issuer).await);
-                let subject = &plan.subject;
                 let request = CsrRequest {
                     pricelist: plan.pricelist,
                     period: plan.period,
                     common_name: plan.common_name.clone(),
                     alt_names: plan.alt_names.clone(),
-                    subject: crate::billing::Subject {
-                        country_id: subject.country_id.clone().unwrap_or_default(),
-                        state: subject.state.clone().unwrap_or_default(),
-                        locality: subject.locality.clone().unwrap_or_default(),
-                        organization: subject.organization.clone().unwrap_or_default(),
-                        organizational_unit: subject.organizational_unit.clone(),
-                        email: subject.email.clone(),
-                    },
+                    subject: plan.billing_subject(),
                 };
                 let pair = match handle.client.generate_key_and_csr(&request).await {
                     Ok(p) => p,

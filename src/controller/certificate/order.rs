@@ -18,7 +18,7 @@ use tracing::{info, warn};
 
 use super::key::Material;
 use super::{Flow, Run, Stop, go};
-use crate::billing::{BillingError, BillingKeyPair, OrderKey, OrderRequest, Subject};
+use crate::billing::{BillingError, BillingKeyPair, OrderKey, OrderRequest};
 use crate::controller::context::Error;
 use crate::controller::decide::{BillingPhase, Recovery, billing_phase, find_order};
 use crate::controller::issuers::IssuerView;
@@ -38,7 +38,6 @@ fn order_request(plan: &Plan, material: &Material, tag: String) -> OrderRequest 
         KeyPlan::Billing => OrderKey::Billing(BillingKeyPair { csr: material.csr.clone(), key: material.key.clone() }),
         _ => OrderKey::Csr(material.csr.clone()),
     };
-    let s = &plan.subject;
     OrderRequest {
         pricelist: plan.pricelist,
         period: plan.period,
@@ -46,14 +45,7 @@ fn order_request(plan: &Plan, material: &Material, tag: String) -> OrderRequest 
         alt_names: plan.alt_names.clone(),
         addon: plan.addon,
         approvers: plan.approvers.clone(),
-        subject: Subject {
-            country_id: s.country_id.clone().unwrap_or_default(),
-            state: s.state.clone().unwrap_or_default(),
-            locality: s.locality.clone().unwrap_or_default(),
-            organization: s.organization.clone().unwrap_or_default(),
-            organizational_unit: s.organizational_unit.clone(),
-            email: s.email.clone(),
-        },
+        subject: plan.billing_subject(),
         admin: plan.admin.clone(),
         tech: plan.tech.clone(),
         key,
