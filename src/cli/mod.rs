@@ -133,6 +133,9 @@ pub struct ControllerArgs {
     /// Run only while holding the Lease (on by default, for several replicas).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,
+    /// How long a Lease holder that stops renewing keeps it (how fast another replica takes over).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
+    pub lease_duration: Duration,
     /// How often one list call refreshes an account's pending orders.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub poll_interval: Duration,

@@ -158,9 +158,19 @@ pub async fn run(args: ControllerArgs) -> ExitCode {
     let mut lease_lost: Option<watch::Receiver<bool>> = None;
     if args.leader_elect {
         let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ispcert-{}", std::process::id()));
+        let duration = args.lease_duration.as_secs();
+        if duration < 3 {
+            error!("--lease-duration must be at least 3s");
+            return ExitCode::FAILURE;
+        }
+        // The holder renews `grace` before the Lease expires; a third of it leaves room for a
+        // slow API server without handing the Lease over needlessly.
+        let grace = (duration / 3).clamp(1, 5);
         let manager = match kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "ispcert-leader")
             .with_namespace(&args.operator_namespace)
             .with_identity(identity)
+            .with_grace(grace)
+            .with_duration(duration)
             .build()
             .await
         {

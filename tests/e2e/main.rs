@@ -6,4 +6,5 @@ mod cli;
 mod deletion;
 mod healing;
 mod modes;
+mod replicas;
 mod support;

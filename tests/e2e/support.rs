@@ -35,18 +35,17 @@ pub struct Env {
 impl Env {
     /// A namespace, a simulator with one well-funded account, and the operator.
     pub async fn new(prefix: &str) -> Env {
-        Env::with_sim(
-            prefix,
-            SimConfig {
-                accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
-                issue_after: Duration::from_secs(1),
-                ..SimConfig::default()
-            },
-        )
-        .await
+        Env::with_sim(prefix, Env::default_sim()).await
     }
 
     pub async fn with_sim(prefix: &str, config: SimConfig) -> Env {
+        let mut env = Env::without_operator(prefix, config).await;
+        env.start_operator().await;
+        env
+    }
+
+    /// The namespace and the simulator; the test runs operators of its own.
+    pub async fn without_operator(prefix: &str, config: SimConfig) -> Env {
         let cp = ispcert::testbed::shared().await.expect("the shared control plane starts");
         let client = cp.client().await.expect("a client for the control plane");
         let ns = cp.create_namespace(prefix).await.expect("a namespace");
@@ -56,9 +55,16 @@ impl Env {
         settings.namespaces = vec![ns.clone()];
         settings.operator_namespace = ns.clone();
         settings.cluster_issuer_selector = Some(format!("ispcert.dev/test={ns}"));
-        let mut env = Env { ns, client, sim, admin, operator: None, settings };
-        env.start_operator().await;
-        env
+        Env { ns, client, sim, admin, operator: None, settings }
+    }
+
+    /// The default simulator: one well-funded account, certificates issued after a second.
+    pub fn default_sim() -> SimConfig {
+        SimConfig {
+            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
+            issue_after: Duration::from_secs(1),
+            ..SimConfig::default()
+        }
     }
 
     pub async fn start_operator(&mut self) {
