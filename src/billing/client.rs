@@ -49,7 +49,17 @@ pub struct BillingClient {
 pub fn parse_endpoint(url: &str) -> Result<Url, String> {
     let u = Url::parse(url.trim()).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
     if u.scheme() != "https" && u.scheme() != "http" {
-        return Err(format!("the billing URL must be http or https, not {}", u.scheme()));
+        return Err(format!("the billing URL must be https, not {}", u.scheme()));
+    }
+    // Plain http would send the password in clear: only to this machine (a local simulator).
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if u.scheme() == "http" && !loopback {
+        return Err("the billing URL must be https: http would send the password in clear (http is accepted only for localhost)".into());
     }
     if !u.username().is_empty() || u.password().is_some() {
         return Err("the billing URL must not carry credentials; put them in the credentials Secret".into());
@@ -88,14 +98,20 @@ impl BillingClient {
         let elid = form.iter().find(|(k, _)| k == "elid").map(|(_, v)| v.clone()).unwrap_or_default();
         debug!(func, elid = %elid, endpoint = %self.endpoint, "billing request");
 
-        let response = self.http.post(self.endpoint.clone()).form(&form).send().await.map_err(|e| self.transport(e))?;
+        let response = self
+            .http
+            .post(self.endpoint.clone())
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| self.scrub(self.transport(e)))?;
         let status = response.status();
         let is_html = response
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("text/html"));
-        let body = response.bytes().await.map_err(|e| self.transport(e))?;
+        let body = response.bytes().await.map_err(|e| self.scrub(self.transport(e)))?;
         debug!(func, status = status.as_u16(), bytes = body.len(), "billing answer");
         if !status.is_success() {
             return Err(BillingError::transport(TransportKind::Status(status.as_u16()), ""));
@@ -116,20 +132,12 @@ impl BillingClient {
         };
         // The URL holds no credentials, but the message is scrubbed anyway in case a proxy
         // echoes the form.
-        let detail = self.credentials.scrub(&e.without_url().to_string());
-        BillingError::transport(kind, detail)
+        BillingError::transport(kind, e.without_url().to_string())
     }
 
     /// Keeps billing-supplied text free of the credentials.
     fn scrub(&self, e: BillingError) -> BillingError {
-        let s = |t: String| self.credentials.scrub(&t);
-        match e {
-            BillingError::Access { object, message } => BillingError::Access { object, message: s(message) },
-            BillingError::InvalidField { field, message } => BillingError::InvalidField { field, message: s(message) },
-            BillingError::MissingField { field, message } => BillingError::MissingField { field, message: s(message) },
-            BillingError::Other { kind, object, message } => BillingError::Other { kind, object, message: s(message) },
-            other => other,
-        }
+        e.map_text(|t| self.credentials.scrub(&t))
     }
 
     async fn call(&self, func: &str, params: Vec<(String, String)>) -> Result<Value, BillingError> {
@@ -269,6 +277,9 @@ mod tests {
         assert!(parse_endpoint("https://u:p@api.ispmanager.com/billmgr").is_err());
         assert!(parse_endpoint("https://api.ispmanager.com/billmgr?authinfo=a:b").is_err());
         assert!(parse_endpoint("ftp://x/billmgr").is_err());
+        assert!(parse_endpoint("http://api.ispmanager.com/billmgr").is_err(), "no clear-text password on the network");
+        assert!(parse_endpoint("http://127.0.0.1:18080/billmgr").is_ok());
+        assert!(parse_endpoint("http://localhost/billmgr").is_ok());
         assert!(parse_endpoint("not a url").is_err());
     }
 

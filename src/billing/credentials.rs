@@ -39,7 +39,11 @@ impl Credentials {
         let password = self.password.expose_secret();
         let mut out = text.replace(&self.authinfo(), "[authinfo redacted]");
         if password.len() >= 3 {
-            out = out.replace(password, "[redacted]");
+            // Also as it travels in a form body, in case a proxy echoes the request.
+            let encoded: String = url::form_urlencoded::byte_serialize(password.as_bytes()).collect();
+            for form in [password.to_string(), encoded] {
+                out = out.replace(&form, "[redacted]");
+            }
         }
         out
     }
@@ -87,5 +91,10 @@ mod tests {
         let text = "bad authinfo=alice@example.com:hunter2-secret or hunter2-secret";
         let out = c.scrub(text);
         assert!(!out.contains("hunter2-secret"), "{out}");
+        let spaced = Credentials::new("a@example.com", "p&ss w:rd");
+        assert_eq!(
+            spaced.scrub("authinfo=a%40example.com%3Ap%26ss+w%3Ard and p%26ss+w%3Ard"),
+            "authinfo=a%40example.com%3A[redacted] and [redacted]"
+        );
     }
 }

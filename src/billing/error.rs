@@ -135,6 +135,28 @@ impl BillingError {
         }
     }
 
+    /// The same error with every text field passed through `f` (used to scrub credentials from
+    /// whatever the billing or a proxy echoed).
+    pub fn map_text(self, f: impl Fn(String) -> String) -> Self {
+        use BillingError::*;
+        match self {
+            Access { object, message } => Access { object: f(object), message: f(message) },
+            InvalidField { field, message } => InvalidField { field: f(field), message: f(message) },
+            MissingField { field, message } => MissingField { field: f(field), message: f(message) },
+            NotEnoughMoney(s) => NotEnoughMoney(Shortfall {
+                amount: s.amount.map(&f),
+                balance: s.balance.map(&f),
+                currency: s.currency.map(&f),
+                deficit: s.deficit.map(&f),
+            }),
+            NotFound { object } => NotFound { object: f(object) },
+            Other { kind, object, message } => Other { kind: f(kind), object: f(object), message: f(message) },
+            InvalidRequest(m) => InvalidRequest(f(m)),
+            Transport { kind, sent, detail } => Transport { kind, sent, detail: f(detail) },
+            e @ (Auth | NotIssuedYet) => e,
+        }
+    }
+
     pub fn transport(kind: TransportKind, detail: impl Into<String>) -> Self {
         BillingError::Transport { kind, sent: kind != TransportKind::Connect, detail: detail.into() }
     }

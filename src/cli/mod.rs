@@ -148,7 +148,7 @@ pub struct ControllerArgs {
     #[arg(long, value_parser = humantime::parse_duration, default_value = "30s")]
     pub billing_timeout: Duration,
     /// How long an order whose answer was lost is looked for before it counts as never placed.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2m")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub order_grace: Duration,
     /// Minimum wait before credentials the billing refused are tried again (unless the Secret
     /// changes): repeated wrong logins can lock an account.

@@ -79,8 +79,14 @@ fn parse_date(s: &str) -> Option<Date> {
     s.get(..10)?.parse().ok()
 }
 
-/// Finds the order an attempt placed: by our `remoteid` tag, or, when the billing shows no tags
-/// at all, by common name and price list among unclaimed orders created since the attempt.
+/// The prefix of every `remoteid` tag the operator sends.
+pub const TAG_PREFIX: &str = "ispcert-";
+
+/// Finds the order an attempt placed: by our `remoteid` tag; otherwise by common name and price
+/// list among live orders created since the attempt that no other certificate claims and no other
+/// ispcert tag marks. One such order is ours only when the billing shows no tags at all (then a
+/// tag cannot tell); when it shows tags but not ours, any such order may be ours with the tag
+/// dropped, so the answer is `Ambiguous` and nothing is ordered until a person decides.
 pub fn find_order(
     rows: &[CertificateRow],
     remote_id: &str,
@@ -92,22 +98,21 @@ pub fn find_order(
     if let Some(r) = rows.iter().filter(live).find(|r| r.remote_id.as_deref() == Some(remote_id)) {
         return Recovery::Found(r.id.clone());
     }
-    if rows.iter().any(|r| r.remote_id.is_some()) {
-        return Recovery::NotFound;
-    }
+    let tags_shown = rows.iter().any(|r| r.remote_id.is_some());
     let pricelist = plan.pricelist.to_string();
     let candidates: Vec<String> = rows
         .iter()
         .filter(live)
+        .filter(|r| r.remote_id.as_deref().is_none_or(|t| !t.starts_with(TAG_PREFIX)))
         .filter(|r| r.domain.eq_ignore_ascii_case(&plan.common_name))
         .filter(|r| r.pricelist.as_deref().is_none_or(|p| p == pricelist))
         .filter(|r| r.created.as_deref().and_then(parse_date).is_none_or(|d| d >= since))
         .filter(|r| !claimed.contains(&r.id))
         .map(|r| r.id.clone())
         .collect();
-    match candidates.len() {
-        0 => Recovery::NotFound,
-        1 => Recovery::Found(candidates[0].clone()),
+    match (candidates.len(), tags_shown) {
+        (0, _) => Recovery::NotFound,
+        (1, false) => Recovery::Found(candidates[0].clone()),
         _ => Recovery::Ambiguous(candidates),
     }
 }
@@ -277,14 +282,18 @@ mod tests {
         tagged.remote_id = Some("tag".into());
         let mut other = row("8", Some(1), None);
         other.domain = "a.example.com".into();
-        other.remote_id = Some("another".into());
+        other.remote_id = Some("ispcert-another".into());
         let none = HashSet::new();
         assert_eq!(
             find_order(&[other.clone(), tagged.clone()], "tag", &plan, since, &none),
             Recovery::Found("7".into())
         );
-        // Tags are shown but ours is absent: no guessing by name.
-        assert_eq!(find_order(&[other], "tag", &plan, since, &none), Recovery::NotFound);
+        // Another certificate's tag: not ours.
+        assert_eq!(find_order(std::slice::from_ref(&other), "tag", &plan, since, &none), Recovery::NotFound);
+        // Tags are shown, ours is absent, and an untagged order fits: it may be ours, so ask.
+        let mut bare = row("11", Some(1), None);
+        bare.domain = "a.example.com".into();
+        assert_eq!(find_order(&[other, bare], "tag", &plan, since, &none), Recovery::Ambiguous(vec!["11".into()]));
 
         let mut untagged = row("9", Some(1), None);
         untagged.domain = "A.example.com".into();

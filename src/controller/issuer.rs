@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::conditions;
 use super::context::{Error, Shared};
-use super::issuers::{CredentialsError, IssuerHandle, IssuerView, load_credentials};
+use super::issuers::{CredentialsError, IssuerHandle, IssuerView, Refusal, load_credentials};
 use super::reasons as r;
 use super::status;
 use crate::billing::{BillingClient, BillingError, parse_endpoint};
@@ -121,26 +121,18 @@ async fn check(view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
     if let Some(h) = shared.issuers.get(view)
         && h.secret_version == secret_version
         && ready_now
+        && h.checked_at.elapsed() < settings.issuer_recheck
     {
-        let age = view
-            .status
-            .last_check_time
-            .as_ref()
-            .map(|t| crate::time::elapsed_since(t.0))
-            .unwrap_or(settings.issuer_recheck);
-        if age < settings.issuer_recheck {
-            return Ok(Check {
-                ready: true,
-                reason: r::CREDENTIALS_VERIFIED,
-                message: ready_message(&h.client),
-                requeue: settings.issuer_recheck - age,
-            });
-        }
+        return Ok(Check {
+            ready: true,
+            reason: r::CREDENTIALS_VERIFIED,
+            message: ready_message(&h.client),
+            requeue: settings.issuer_recheck - h.checked_at.elapsed(),
+        });
     }
-    if shared.issuers.refused_recently(&view.key, &secret_version, settings.wrong_credentials_retry) {
-        let old = conditions::get(&view.status.conditions, r::READY);
-        let message = old.map(|c| c.message.clone()).unwrap_or_default();
-        return Ok(not_ready(r::WRONG_CREDENTIALS, message));
+    if let Some(refusal) = shared.issuers.refused_recently(&view.key, &secret_version, settings.wrong_credentials_retry)
+    {
+        return Ok(not_ready(refusal.reason, refusal.message));
     }
 
     let client = BillingClient::new(shared.http.clone(), &view.spec.url, credentials)
@@ -153,30 +145,36 @@ async fn check(view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
             let message = ready_message(&client);
             shared.issuers.insert(
                 view.key.clone(),
-                IssuerHandle { uid: view.uid.clone(), generation: view.generation, secret_version, client, poller },
+                IssuerHandle {
+                    checked_at: std::time::Instant::now(),
+                    uid: view.uid.clone(),
+                    generation: view.generation,
+                    secret_version,
+                    client,
+                    poller,
+                },
             );
             Ok(Check { ready: true, reason: r::CREDENTIALS_VERIFIED, message, requeue: settings.issuer_recheck })
         }
         Err(e) => {
             shared.issuers.remove(&view.key);
             let (reason, message) = match &e {
-                BillingError::Auth => {
-                    shared.issuers.record_refusal(&view.key, &secret_version);
-                    (
-                        r::WRONG_CREDENTIALS,
-                        format!(
-                            "the billing refused the login {account}: fix the email or password in Secret {}; checked again when the Secret changes",
-                            view.spec.credentials_secret_ref.name
-                        ),
-                    )
-                }
-                BillingError::Access { .. } => {
-                    shared.issuers.record_refusal(&view.key, &secret_version);
-                    (r::ACCESS_DENIED, e.to_string())
-                }
+                BillingError::Auth => (
+                    r::WRONG_CREDENTIALS,
+                    format!(
+                        "the billing refused the login {account}: fix the email or password in Secret {}; checked again when the Secret changes",
+                        view.spec.credentials_secret_ref.name
+                    ),
+                ),
+                BillingError::Access { .. } => (r::ACCESS_DENIED, e.to_string()),
                 BillingError::Transport { .. } => (r::BILLING_UNREACHABLE, format!("{} at {}", e, view.spec.url)),
                 _ => (r::BILLING_ERROR, e.to_string()),
             };
+            if matches!(e, BillingError::Auth | BillingError::Access { .. }) {
+                let at = std::time::Instant::now();
+                let refusal = Refusal { secret_version, at, reason, message: message.clone() };
+                shared.issuers.record_refusal(&view.key, refusal);
+            }
             let requeue = match &e {
                 BillingError::Transport { .. } => {
                     shared.backoff.fail(&format!("issuer/{}", view.key), settings.backoff_min, settings.backoff_max)

@@ -115,9 +115,14 @@ pub async fn load_credentials(
         .get_opt(&r.name)
         .await?
         .ok_or_else(|| CredentialsError::NotFound { namespace: namespace.clone(), name: r.name.clone() })?;
+    // Only a trailing line break is dropped (files made with `echo` have one): spaces may be
+    // part of a password, as `ispcert account check` treats them.
     let field = |key: &str| -> Result<String, CredentialsError> {
         let bytes = secret.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone());
-        let value = bytes.and_then(|b| String::from_utf8(b).ok()).map(|s| s.trim().to_string()).unwrap_or_default();
+        let value = bytes
+            .and_then(|b| String::from_utf8(b).ok())
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+            .unwrap_or_default();
         if value.is_empty() {
             return Err(CredentialsError::Invalid {
                 namespace: namespace.clone(),
@@ -127,7 +132,7 @@ pub async fn load_credentials(
         }
         Ok(value)
     };
-    let email = field(r.email_key.as_deref().unwrap_or("email"))?;
+    let email = field(r.email_key.as_deref().unwrap_or("email"))?.trim().to_string();
     let password = field(r.password_key.as_deref().unwrap_or("password"))?;
     if !email.contains('@') || email.contains(':') {
         return Err(CredentialsError::Invalid {
@@ -142,11 +147,22 @@ pub async fn load_credentials(
 /// A ready-to-use billing client for one issuer.
 #[derive(Debug)]
 pub struct IssuerHandle {
+    /// When the billing last accepted these credentials.
+    pub checked_at: std::time::Instant,
     pub uid: String,
     pub generation: Option<i64>,
     pub secret_version: String,
     pub client: BillingClient,
     pub poller: Arc<AccountPoller>,
+}
+
+/// Credentials the billing refused.
+#[derive(Clone, Debug)]
+pub struct Refusal {
+    pub secret_version: String,
+    pub at: std::time::Instant,
+    pub reason: &'static str,
+    pub message: String,
 }
 
 /// The handles of every issuer that passed its credentials check.
@@ -157,8 +173,9 @@ pub struct IssuerRegistry {
     /// Issuers whose credentials a certificate's call found refused since their last check:
     /// certificates wait for the issuer to check again instead of retrying wrong logins.
     suspects: Mutex<HashSet<IssuerKey>>,
-    /// The last refusal of credentials per issuer: the Secret version refused and when.
-    refusals: Mutex<HashMap<IssuerKey, (String, std::time::Instant)>>,
+    /// The last refusal of credentials per issuer: the Secret version refused, when, and the
+    /// condition it was reported with.
+    refusals: Mutex<HashMap<IssuerKey, Refusal>>,
     list_calls: prometheus_client::metrics::counter::Counter,
 }
 
@@ -207,14 +224,19 @@ impl IssuerRegistry {
         lock(&self.suspects).contains(key)
     }
 
-    pub fn record_refusal(&self, key: &IssuerKey, secret_version: &str) {
-        lock(&self.refusals).insert(key.clone(), (secret_version.to_string(), std::time::Instant::now()));
+    pub fn record_refusal(&self, key: &IssuerKey, refusal: Refusal) {
+        lock(&self.refusals).insert(key.clone(), refusal);
     }
 
-    /// Whether these very credentials were refused less than `window` ago: then the billing is
+    /// The refusal of these very credentials less than `window` ago, if any: then the billing is
     /// not asked again until the Secret changes or the window passes.
-    pub fn refused_recently(&self, key: &IssuerKey, secret_version: &str, window: std::time::Duration) -> bool {
-        lock(&self.refusals).get(key).is_some_and(|(v, at)| v == secret_version && at.elapsed() < window)
+    pub fn refused_recently(
+        &self,
+        key: &IssuerKey,
+        secret_version: &str,
+        window: std::time::Duration,
+    ) -> Option<Refusal> {
+        lock(&self.refusals).get(key).filter(|r| r.secret_version == secret_version && r.at.elapsed() < window).cloned()
     }
 
     pub fn clear_refusal(&self, key: &IssuerKey) {

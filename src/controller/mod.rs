@@ -29,7 +29,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
@@ -154,11 +154,13 @@ pub async fn run(
             .boxed(),
     );
 
-    let scopes: Vec<Option<String>> = if settings.namespaces.is_empty() {
-        vec![None]
-    } else {
-        settings.namespaces.iter().cloned().map(Some).collect()
-    };
+    // One controller per namespace: a namespace named twice would get two, reconciling the same
+    // objects at once.
+    let mut namespaces = settings.namespaces.clone();
+    namespaces.sort();
+    namespaces.dedup();
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
     for scope in scopes {
         let scope = scope.as_deref();
         let issuer_controller = Controller::new(api_in::<IspIssuer>(&client, scope), watcher::Config::default());
@@ -172,8 +174,20 @@ pub async fn run(
                 .boxed(),
         );
 
-        let certificates = Controller::new(api_in::<IspCertificate>(&client, scope), watcher::Config::default());
-        let cert_store = certificates.store();
+        // Our own status writes must not trigger the next reconcile (a failure would retry at
+        // once instead of after its backoff): only changes of the spec (generation), the
+        // annotations (the clean-up way out) and the finalizers wake a certificate up; deletion
+        // bumps the generation too.
+        let (cert_store, cert_writer) = reflector::store::<IspCertificate>();
+        let cert_events = watcher(api_in::<IspCertificate>(&client, scope), watcher::Config::default())
+            .default_backoff()
+            .reflect(cert_writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::annotations).combine(predicates::finalizers),
+                Default::default(),
+            );
+        let certificates = Controller::for_stream(cert_events, cert_store.clone());
 
         let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
         // Metadata only, and only Secrets carrying our label: memory stays flat however many

@@ -67,9 +67,22 @@ impl Plan {
         }
     }
 
-    /// Names a certificate may carry beyond [`Plan::names`]: CAs add the base domain of a wildcard.
+    /// Names a certificate may carry beyond [`Plan::names`]: CAs add the base domain of a wildcard;
+    /// DV products commonly add the bare domain to `www.` (and `www.` to a bare domain).
     pub fn tolerated_extra_names(&self) -> Vec<String> {
-        self.names().iter().filter_map(|n| n.strip_prefix("*.").map(str::to_string)).collect()
+        let names = self.names();
+        let mut out = Vec::new();
+        for n in &names {
+            if let Some(base) = n.strip_prefix("*.") {
+                out.push(base.to_string());
+            } else if let Some(base) = n.strip_prefix("www.") {
+                out.push(base.to_string());
+            } else {
+                out.push(format!("www.{n}"));
+            }
+        }
+        out.retain(|n| !names.iter().any(|m| m.eq_ignore_ascii_case(n)));
+        out
     }
 }
 
@@ -422,6 +435,10 @@ mod tests {
     fn wildcards_tolerate_their_base_domain() {
         let p = plan(&spec("alphassl-wildcard", "*.example.com"), &issuer()).unwrap();
         assert_eq!(p.tolerated_extra_names(), ["example.com"]);
+        let www = plan(&spec("alphassl", "www.example.com"), &issuer()).unwrap();
+        assert_eq!(www.tolerated_extra_names(), ["example.com"]);
+        let bare = plan(&spec("alphassl", "example.com"), &issuer()).unwrap();
+        assert_eq!(bare.tolerated_extra_names(), ["www.example.com"]);
         assert_eq!(p.approvers.for_name("*.example.com"), Some("admin@example.com"));
     }
 }

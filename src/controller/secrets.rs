@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
@@ -40,7 +40,9 @@ pub fn key_secret_name(certificate: &str) -> String {
         return name;
     }
     let hash = hex::encode(&Sha256::digest(certificate.as_bytes())[..4]);
-    format!("{}-{hash}-ispcert-key", &certificate[..230])
+    // A name part may not end in `.` or `-` where the suffix is joined on.
+    let head = certificate[..230].trim_end_matches(['.', '-']);
+    format!("{head}-{hash}-ispcert-key")
 }
 
 /// Where the output Secret comes from, for its annotations.
@@ -136,20 +138,18 @@ pub fn retained_order(secret: &Secret, plan: &Plan, issuer_kind: &str, issuer_na
     .filter(|id| crate::billing::decode::is_plausible_id(id))
 }
 
-/// The key Secret: the private key and the CSR made for it, owned by the `IspCertificate` (so it
-/// goes with it) and labelled for the metadata watch.
-pub fn key_secret(
-    name: &str,
-    namespace: &str,
-    certificate: &str,
-    owner: OwnerReference,
-    key: &SecretString,
-    csr: &str,
-    meta: &KeyMeta,
-) -> Secret {
+/// The key Secret: the private key and the CSR made for it (and the key it replaced, until the
+/// certificate for the new one is stored), labelled for the metadata watch. It has no owner
+/// reference: like the output Secret it outlives the resource under `Retain`, so a manifest
+/// applied again finds its key; `Delete` removes it explicitly.
+pub fn key_secret(name: &str, namespace: &str, certificate: &str, stored: &StoredKey) -> Secret {
     let mut data = BTreeMap::new();
-    data.insert("tls.key".to_string(), ByteString(key.expose_secret().as_bytes().to_vec()));
-    data.insert("tls.csr".to_string(), ByteString(csr.as_bytes().to_vec()));
+    data.insert("tls.key".to_string(), ByteString(stored.key.expose_secret().as_bytes().to_vec()));
+    data.insert("tls.csr".to_string(), ByteString(stored.csr.as_bytes().to_vec()));
+    if let Some(previous) = &stored.previous {
+        data.insert("tls.key.previous".to_string(), ByteString(previous.expose_secret().as_bytes().to_vec()));
+    }
+    let meta = &stored.meta;
     let mut annotations = BTreeMap::new();
     annotations.insert(ANN_KEY_SOURCE.to_string(), meta.source.clone());
     annotations.insert(ANN_CSR_NAMES.to_string(), meta.csr_names.join(","));
@@ -162,7 +162,6 @@ pub fn key_secret(
             namespace: Some(namespace.to_string()),
             labels: Some([(LABEL_CERTIFICATE.to_string(), certificate.to_string())].into()),
             annotations: Some(annotations),
-            owner_references: Some(vec![owner]),
             ..Default::default()
         },
         type_: Some("Opaque".into()),
@@ -176,6 +175,8 @@ pub struct StoredKey {
     pub key: SecretString,
     pub csr: String,
     pub meta: KeyMeta,
+    /// The key this one replaced, while the certificate for the new one is pending.
+    pub previous: Option<SecretString>,
 }
 
 fn algorithm_from(s: &str) -> Option<KeyAlgorithm> {
@@ -201,7 +202,8 @@ pub fn read_key_secret(secret: &Secret) -> Option<StoredKey> {
             .map(|n| n.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect())
             .unwrap_or_default(),
     };
-    Some(StoredKey { key, csr, meta })
+    let previous = text(secret, "tls.key.previous").map(SecretString::from);
+    Some(StoredKey { key, csr, meta, previous })
 }
 
 /// Reads a user's CSR Secret (`privateKey.source: Secret`).
@@ -264,11 +266,18 @@ mod tests {
             source: "cluster".into(),
             csr_names: vec!["a".into(), "b".into()],
         };
-        let owner = OwnerReference { name: "site".into(), ..Default::default() };
-        let s = key_secret("site-ispcert-key", "ns", "site", owner, &key, "CSR", &meta);
+        let stored = StoredKey {
+            key,
+            csr: "CSR".into(),
+            meta: meta.clone(),
+            previous: Some(SecretString::from("OLD".to_string())),
+        };
+        let s = key_secret("site-ispcert-key", "ns", "site", &stored);
+        assert!(s.metadata.owner_references.is_none(), "no owner: the key outlives the resource under Retain");
         let back = read_key_secret(&s).unwrap();
         assert_eq!(back.meta, meta);
         assert_eq!(back.csr, "CSR");
+        assert_eq!(back.previous.unwrap().expose_secret(), "OLD");
         assert_eq!(key_secret_name("site"), "site-ispcert-key");
         assert!(key_secret_name(&"x".repeat(253)).len() <= 253);
     }

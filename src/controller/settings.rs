@@ -41,7 +41,7 @@ impl Default for Settings {
             backoff_min: Duration::from_secs(5),
             backoff_max: Duration::from_secs(300),
             billing_timeout: Duration::from_secs(30),
-            order_grace: Duration::from_secs(120),
+            order_grace: Duration::from_secs(300),
             issuer_recheck: Duration::from_secs(600),
             wrong_credentials_retry: Duration::from_secs(300),
             manager: "ispcert".into(),

@@ -122,8 +122,9 @@ pub struct IspCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
 
-    /// What deleting this resource does. `Retain` (default) keeps the Secret and the order;
-    /// `Delete` also deletes the certificate at the billing (the Secret is kept either way).
+    /// What deleting this resource does. `Retain` (default) keeps the order, the Secret and the
+    /// key Secret (applying the manifest again adopts them, buying nothing); `Delete` deletes the
+    /// certificate at the billing, then both Secrets.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -293,6 +294,10 @@ pub struct OrderAttempt {
     /// Set when the billing's answer was lost (timeout, 5xx): the order may exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome_unknown: Option<bool>,
+    /// Reads of the billing's list that did not show the order; it counts as never placed only
+    /// after several, over the grace period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misses: Option<u32>,
 }
 
 /// A free reissue in progress.
@@ -323,6 +328,9 @@ pub struct CertificateStatus {
     /// The billing's certificate id of this resource's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// When the order was placed (or adopted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered_at: Option<Time>,
     /// The billing's state of the order, for example `processing` or `active`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_state: Option<String>,

@@ -152,6 +152,15 @@ async fn problems_only_the_operator_can_see() {
     env.wait_reason("csr-missing", "Ready", "False", "CsrSecretInvalid").await;
     env.wait_event("csr-missing", "Warning", "CsrSecretInvalid").await;
 
+    // A Secret of the same name that ispcert did not write is never taken, and nothing is bought.
+    let foreign: k8s_openapi::api::core::v1::Secret =
+        serde_json::from_value(json!({"metadata": {"name": "hand-made-tls"}, "stringData": {"note": "mine"}})).unwrap();
+    env.secrets().create(&Default::default(), &foreign).await.unwrap();
+    env.apply_certificate("taker", cert_spec("alphassl", "take.example.com", "hand-made-tls")).await.unwrap();
+    let taker = env.wait_reason("taker", "Ready", "False", "SecretNotManaged").await;
+    assert!(taker.status.unwrap().conditions.iter().any(|c| c.message.contains("kubectl label secret hand-made-tls")));
+    assert_eq!(env.orders().await, 0, "refused before ordering");
+
     // Two certificates naming one Secret: the later one is refused and never writes.
     env.apply_certificate("first", cert_spec("alphassl", "one.example.com", "shared-tls")).await.unwrap();
     env.wait_ready("first").await;

@@ -27,6 +27,7 @@ async fn retain_keeps_the_secret_and_the_order() {
     wait_gone(&env, "site").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     verify_tls_secret(&env.secrets().get("www-tls").await.unwrap(), &["www.example.com"]);
+    assert!(env.secrets().get_opt("site-ispcert-key").await.unwrap().is_some(), "the key is retained too");
     assert!(!env.admin.certificate(id).await.unwrap().deleted);
     assert_eq!(env.stats().await.deletes, 0);
 }
@@ -49,6 +50,7 @@ async fn delete_removes_the_certificate_at_the_billing() {
     assert!(env.admin.certificate(id).await.unwrap().deleted);
     assert_eq!(env.stats().await.deletes, 1);
     assert!(env.secrets().get_opt("www-tls").await.unwrap().is_none(), "the Secret goes with it");
+    assert!(env.secrets().get_opt("site-ispcert-key").await.unwrap().is_none(), "and the key Secret");
 }
 
 #[tokio::test]

@@ -170,11 +170,42 @@ async fn a_certificate_recreated_after_deletion_adopts_its_retained_order() {
         assert!(start.elapsed() < WAIT);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    // GitOps re-creates the same manifest: the retained Secret points at the live order.
+    // GitOps re-creates the same manifest: the retained Secret points at the live order, and the
+    // retained key Secret still holds its key.
     env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
     let again = env.wait_ready("site").await.status.unwrap().order_id.unwrap();
     assert_eq!(again, first);
-    assert_eq!(env.orders().await, 1);
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (1, 0));
+}
+
+#[tokio::test]
+async fn a_manifest_applied_again_while_its_order_is_pending_buys_nothing() {
+    // Approval takes a while: the order is pending, no Secret exists yet.
+    let env = Env::with_sim(
+        "heal-reapply-pending",
+        SimConfig {
+            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
+            issue_after: Duration::from_secs(12),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    env.ready_issuer().await;
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    let first = env.wait_cert("site", |s| s.order_id.is_some()).await.status.unwrap().order_id.unwrap();
+    env.delete_certificate("site").await;
+    let start = std::time::Instant::now();
+    while env.certificates().get_opt("site").await.unwrap().is_some() {
+        assert!(start.elapsed() < WAIT);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    let again = env.wait_ready("site").await.status.unwrap().order_id.unwrap();
+    assert_eq!(again, first, "the pending order was found by its tag");
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (1, 0), "same order, same key");
+    env.wait_event("site", "Normal", "OrderRecovered").await;
 }
 
 #[tokio::test]

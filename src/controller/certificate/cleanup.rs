@@ -83,11 +83,58 @@ pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, E
     if !has_finalizer(cert) {
         return Ok(Action::await_change());
     }
+    // The cache may not show an order id written a moment ago: decide on a fresh read.
+    let api: Api<IspCertificate> = Api::namespaced(shared.client.clone(), &ns);
+    let Some(fresh) = api.get_opt(&name).await? else { return Ok(Action::await_change()) };
+    let cert = &fresh;
     let skip = cert.annotations().get(SKIP_CLEANUP_ANNOTATION).is_some_and(|v| v == "true");
-    let order_id = cert.status.as_ref().and_then(|s| s.order_id.clone()).or_else(|| cert.spec.order_id.clone());
+    let status = cert.status.clone().unwrap_or_default();
+    let mut order_id = status.order_id.clone().or_else(|| cert.spec.order_id.clone());
     let way_out = format!(
         "to finish without deleting at the billing: kubectl annotate ispcert {name} -n {ns} {SKIP_CLEANUP_ANNOTATION}=true"
     );
+
+    // An order attempt whose answer was lost may have placed an order: find it by its tag
+    // before letting the resource go, or it would be left paid and unclaimed.
+    if let (None, Some(attempt), false) = (&order_id, &status.order_attempt, skip) {
+        let found = match ctx.issuer(&ns, &cert.spec.issuer_ref).and_then(|i| shared.issuers.get(&i)) {
+            Some(handle) => match handle.poller.snapshot(&handle.client, std::time::Duration::ZERO).await {
+                Ok(snapshot) => snapshot
+                    .rows
+                    .iter()
+                    .find(|r| r.remote_id.as_deref() == Some(attempt.remote_id.as_str()) && r.item_status != Some(4))
+                    .map(|r| r.id.clone()),
+                Err(e) => {
+                    return blocked(
+                        cert,
+                        ctx,
+                        format!("cannot look for the order of an interrupted attempt: {e}; retrying, or {way_out}"),
+                    )
+                    .await;
+                }
+            },
+            None => return blocked(
+                cert,
+                ctx,
+                format!(
+                    "cannot look for the order of an interrupted attempt: the issuer is not ready; fix it, or {way_out}"
+                ),
+            )
+            .await,
+        };
+        match found {
+            Some(id) => order_id = Some(id),
+            None if crate::time::elapsed_since(attempt.started_at.0) < shared.settings.order_grace => {
+                return blocked(
+                    cert,
+                    ctx,
+                    format!("an order attempt's answer was lost; looking for that order before deleting; or {way_out}"),
+                )
+                .await;
+            }
+            None => {}
+        }
+    }
 
     if let (Some(id), false) = (&order_id, skip) {
         let Some(issuer) = ctx.issuer(&ns, &cert.spec.issuer_ref) else {

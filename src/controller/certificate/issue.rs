@@ -23,6 +23,7 @@ use crate::controller::reasons as r;
 use crate::controller::secrets::{ANN_SERIAL, LABEL_CERTIFICATE, Provenance, managed_for, tls_secret, up_to_date};
 use crate::crd::ReissueState;
 use crate::pki::chain::{self, Chain};
+use crate::pki::keys;
 
 /// The longest a Ready certificate waits before it is looked at again.
 const READY_RECHECK: Duration = Duration::from_secs(24 * 3600);
@@ -72,13 +73,9 @@ fn chain_in(secret: &Secret) -> Option<Chain> {
     chain::order(ders).ok()
 }
 
-pub async fn converge(
-    run: &mut Run<'_>,
-    plan: &Plan,
-    issuer: &IssuerView,
-    material: &Material,
-    order_id: &str,
-) -> Result<Flow<()>, Error> {
+/// Reads the output Secret and checks that this certificate may write it, before anything is
+/// bought: another certificate's Secret, or one ispcert did not write, is never taken.
+pub async fn output_secret(run: &Run<'_>, plan: &Plan) -> Result<Flow<Option<Secret>>, Error> {
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let existing = api.get_opt(&plan.secret_name).await?;
     if let Some(s) = &existing
@@ -98,11 +95,22 @@ pub async fn converge(
                     "Secret {} exists and was not written by ispcert; delete it, choose another secretName, or hand it over with `kubectl label secret {} {LABEL_CERTIFICATE}={}`",
                     plan.secret_name, plan.secret_name, run.name
                 ),
-                None,
+                // An unlabelled Secret is not watched: look again now and then.
+                Some(Duration::from_secs(60)),
             )));
         }
     }
+    Ok(Flow::Go(existing))
+}
 
+pub async fn converge(
+    run: &mut Run<'_>,
+    plan: &Plan,
+    issuer: &IssuerView,
+    material: &Material,
+    order_id: &str,
+    existing: Option<Secret>,
+) -> Result<Flow<()>, Error> {
     // The Secret may hold a good certificate already: then nothing is asked of the billing.
     if run.status.reissue.is_none()
         && let Some(s) = existing.as_ref().filter(|s| managed_for(s, &run.name))
@@ -137,6 +145,20 @@ pub async fn converge(
                 return Ok(Flow::Stop(Stop::pending(
                     r::PENDING,
                     format!("order {order_id} is {what} at the billing"),
+                    wait,
+                )));
+            }
+            // The billing may list a new order a moment after answering it.
+            BillingPhase::Gone
+                if run
+                    .status
+                    .ordered_at
+                    .as_ref()
+                    .is_some_and(|t| crate::time::elapsed_since(t.0) < settings.order_grace) =>
+            {
+                return Ok(Flow::Stop(Stop::pending(
+                    r::PENDING,
+                    format!("order {order_id} is not listed by the billing yet"),
                     wait,
                 )));
             }
@@ -186,11 +208,35 @@ pub async fn converge(
     let previous = run.status.reissue.as_ref().and_then(|r| r.previous_serial.clone());
     match judge(plan, &info, &material.bits, previous.as_deref(), run.now) {
         Verdict::Accept => store(run, plan, issuer, order_id, downloaded, material, existing.as_ref()).await,
-        Verdict::StillPrevious => Ok(Flow::Stop(Stop::pending(
-            r::REISSUING,
-            format!("order {order_id}: waiting for the reissued certificate"),
-            wait,
-        ))),
+        Verdict::StillPrevious => {
+            // The Secret was lost while the reissue waits for approval (which can take days):
+            // serve the certificate being replaced meanwhile, with the key it was issued for.
+            if existing.is_none()
+                && let Some(key) = [Some(&material.key), material.previous.as_ref()]
+                    .into_iter()
+                    .flatten()
+                    .find(|k| keys::public_key_bits(k).is_ok_and(|b| b == info.public_key_bits))
+            {
+                let from = Provenance {
+                    certificate: &run.name,
+                    issuer_kind: issuer.key.kind_str(),
+                    issuer_name: &issuer.key.name,
+                    order_id,
+                };
+                let desired = tls_secret(plan, &from, &run.ns, &downloaded, key);
+                apply_secret(run, &desired).await?;
+                run.event(
+                    EventType::Normal,
+                    r::SECRET_RESTORED,
+                    format!("Secret {} was missing; restored the certificate being reissued", plan.secret_name),
+                );
+            }
+            Ok(Flow::Stop(Stop::pending(
+                r::REISSUING,
+                format!("order {order_id}: waiting for the reissued certificate"),
+                wait,
+            )))
+        }
         Verdict::Reissue(need) => reissue(run, plan, issuer, material, order_id, need, &info.serial).await,
         Verdict::Reject(why) => Ok(Flow::Stop(Stop::blocked(r::CERTIFICATE_MISMATCH, why, None))),
     }
@@ -264,15 +310,10 @@ async fn store(
         order_id,
     };
     let desired = tls_secret(plan, &from, &run.ns, &chain, &material.key);
-    let api: Api<Secret> = Api::namespaced(shared.client.clone(), &run.ns);
     let version = match existing.filter(|e| up_to_date(e, &desired)) {
         Some(e) => e.resource_version(),
         None => {
-            let params = PatchParams::apply(&shared.settings.manager).force();
-            let mut body = serde_json::to_value(&desired).map_err(|e| Error::Internal(e.to_string()))?;
-            body["apiVersion"] = "v1".into();
-            body["kind"] = "Secret".into();
-            let written = api.patch(&plan.secret_name, &params, &Patch::Apply(&body)).await?;
+            let written = apply_secret(run, &desired).await?;
             let (reason, note) = match (existing, &run.status.serial_number) {
                 (None, Some(_)) => (
                     r::SECRET_RESTORED,
@@ -302,6 +343,7 @@ async fn store(
     if let Some(v) = version {
         shared.remember_version(&secret_key(&run.ns, &plan.secret_name), v);
     }
+    key::forget_previous(run, material).await?;
     let renew_at = renewal_time(&info);
     let s = &mut run.status;
     s.not_before = Some(Time(info.not_before));
@@ -319,4 +361,16 @@ async fn store(
         plan.secret_name
     );
     Ok(Flow::Stop(Stop::ready(message, Some(until(renew_at)))))
+}
+
+/// Writes the output Secret by server-side apply, as the operator's field manager.
+async fn apply_secret(run: &Run<'_>, desired: &Secret) -> Result<Secret, Error> {
+    let shared = &run.ctx.shared;
+    let api: Api<Secret> = Api::namespaced(shared.client.clone(), &run.ns);
+    let params = PatchParams::apply(&shared.settings.manager).force();
+    let mut body = serde_json::to_value(desired).map_err(|e| Error::Internal(e.to_string()))?;
+    body["apiVersion"] = "v1".into();
+    body["kind"] = "Secret".into();
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    Ok(api.patch(&name, &params, &Patch::Apply(&body)).await?)
 }

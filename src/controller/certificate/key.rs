@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::runtime::events::EventType;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use secrecy::SecretString;
 
 use super::{Flow, Run, Stop};
@@ -24,6 +24,9 @@ pub struct Material {
     pub csr: String,
     /// The raw public key, to match certificates against.
     pub bits: Vec<u8>,
+    /// The key this one replaced, kept until a certificate for the new key is stored: the
+    /// served certificate may still need it.
+    pub previous: Option<SecretString>,
 }
 
 fn csr_subject(plan: &Plan) -> CsrSubject {
@@ -36,16 +39,23 @@ fn csr_subject(plan: &Plan) -> CsrSubject {
     }
 }
 
-pub async fn ensure(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView) -> Result<Flow<Material>, Error> {
+/// The key material, made and stored first if needed. `output` is the certificate's Secret as
+/// read in this reconcile.
+pub async fn ensure(
+    run: &mut Run<'_>,
+    plan: &Plan,
+    issuer: &IssuerView,
+    output: Option<&Secret>,
+) -> Result<Flow<Material>, Error> {
     match &plan.key {
         KeyPlan::Secret(r) => from_user_secret(run, plan, r).await,
-        KeyPlan::Cluster { .. } | KeyPlan::Billing => stored(run, plan, issuer, false).await,
+        KeyPlan::Cluster { .. } | KeyPlan::Billing => stored(run, plan, issuer, output, false).await,
     }
 }
 
 /// A new key and CSR (key rotation on reissue), stored before the CSR is used.
 pub async fn rotate(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView) -> Result<Flow<Material>, Error> {
-    stored(run, plan, issuer, true).await
+    stored(run, plan, issuer, None, true).await
 }
 
 async fn from_user_secret(
@@ -53,7 +63,10 @@ async fn from_user_secret(
     plan: &Plan,
     r: &crate::crd::CsrSecretRef,
 ) -> Result<Flow<Material>, Error> {
-    let invalid = |m: String| Ok(Flow::Stop(Stop::blocked(super::r::CSR_SECRET_INVALID, m, None)));
+    // The user's Secret is not watched (it carries no label of ours): look again now and then.
+    let invalid = |m: String| {
+        Ok(Flow::Stop(Stop::blocked(super::r::CSR_SECRET_INVALID, m, Some(std::time::Duration::from_secs(60)))))
+    };
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let Some(secret) = api.get_opt(&r.name).await? else {
         return invalid(format!(
@@ -88,134 +101,188 @@ async fn from_user_secret(
             plan.names().join(", ")
         ));
     }
-    Ok(Flow::Go(Material { key, csr, bits }))
+    Ok(Flow::Go(Material { key, csr, bits, previous: None }))
 }
 
-/// When the key Secret is lost but the output Secret (ours) still holds the key of its
-/// certificate, that key is taken back instead of making a new one, so no reissue is needed.
-async fn key_from_output_secret(run: &Run<'_>, plan: &Plan) -> Result<Option<StoredKey>, Error> {
-    let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
-    let Some(out) = api.get_opt(&plan.secret_name).await? else { return Ok(None) };
-    if !secrets::managed_for(&out, &run.name) {
+/// When the key Secret is lost but the output Secret still holds the key of this very order's
+/// certificate, that key is taken back instead of making a new one, so no reissue is needed. Only
+/// a key that came with `status.orderId` qualifies: a Secret left by another order (another
+/// product, another key source) never lends its key, so a cluster key can never be sent to the
+/// billing as if the billing had made it.
+fn key_from_output_secret(run: &Run<'_>, plan: &Plan, out: Option<&Secret>) -> Result<Option<StoredKey>, Error> {
+    let Some(out) = out else { return Ok(None) };
+    let order = run.status.order_id.as_deref();
+    if !secrets::managed_for(out, &run.name)
+        || order.is_none()
+        || out.annotations().get(secrets::ANN_ORDER_ID).map(String::as_str) != order
+    {
         return Ok(None);
     }
     let Some(key) = out.data.as_ref().and_then(|d| d.get("tls.key")).and_then(|b| String::from_utf8(b.0.clone()).ok())
     else {
         return Ok(None);
     };
-    let key = SecretString::from(key);
-    let Ok(algorithm) = keys::algorithm_of(&key) else { return Ok(None) };
-    let source = match plan.key {
-        KeyPlan::Billing => "billing",
-        _ => "cluster",
-    };
-    let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
-    Ok(Some(StoredKey {
-        key,
-        csr,
-        meta: KeyMeta { algorithm, source: source.into(), csr_names: plan.names() },
-        // Not stored yet: the caller writes it as the key Secret.
-    }))
+    rebuild(SecretString::from(key), plan, None)
 }
 
-async fn stored(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView, rotate: bool) -> Result<Flow<Material>, Error> {
+/// A stored key whose CSR or annotations are gone (pruned by a GitOps tool, restored from a
+/// backup): the key is kept and the rest is made again from it.
+fn rebuild(key: SecretString, plan: &Plan, source: Option<String>) -> Result<Option<StoredKey>, Error> {
+    let Ok(algorithm) = keys::algorithm_of(&key) else { return Ok(None) };
+    let source = source.unwrap_or_else(|| match plan.key {
+        KeyPlan::Billing => "billing".into(),
+        _ => "cluster".into(),
+    });
+    let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+    Ok(Some(StoredKey { key, csr, meta: KeyMeta { algorithm, source, csr_names: plan.names() }, previous: None }))
+}
+
+async fn stored(
+    run: &mut Run<'_>,
+    plan: &Plan,
+    issuer: &IssuerView,
+    output: Option<&Secret>,
+    rotate: bool,
+) -> Result<Flow<Material>, Error> {
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let name = key_secret_name(&run.name);
     let existing = api.get_opt(&name).await?;
-    // A key Secret labelled with our name but owned by an earlier IspCertificate of the same
-    // name (deleted, then applied again) is ours to take over: its owner reference is rewritten.
-    let mut stale_owner = false;
-    if let Some(s) = &existing {
-        if s.labels().get(LABEL_CERTIFICATE).is_none_or(|l| *l != run.name) {
-            return Ok(Flow::Stop(Stop::blocked(
-                super::r::SECRET_NOT_MANAGED,
-                format!(
-                    "Secret {name}, where this certificate keeps its private key, exists and belongs to something else; remove or rename it"
-                ),
-                None,
-            )));
-        }
-        stale_owner = !s.owner_references().iter().any(|o| o.uid == run.uid);
+    if let Some(s) = &existing
+        && s.labels().get(LABEL_CERTIFICATE).is_none_or(|l| *l != run.name)
+    {
+        return Ok(Flow::Stop(Stop::blocked(
+            super::r::SECRET_NOT_MANAGED,
+            format!(
+                "Secret {name}, where this certificate keeps its private key, exists and belongs to something else; remove or rename it"
+            ),
+            Some(std::time::Duration::from_secs(60)),
+        )));
     }
-    let mut stored = existing.as_ref().and_then(read_key_secret);
-    let recovered = stored.is_none() && !rotate && {
-        stored = key_from_output_secret(run, plan).await?;
-        stored.is_some()
-    };
-    let action = key_action(plan, stored.as_ref().map(|s| &s.meta), run.status.order_id.is_some(), rotate);
-    let names = plan.names();
-    let (key, csr, meta) = match (action, stored) {
-        (KeyAction::Keep, Some(s)) if !recovered && !stale_owner => {
-            let bits = keys::public_key_bits(&s.key)?;
-            return Ok(Flow::Go(Material { key: s.key, csr: s.csr, bits }));
-        }
-        (KeyAction::Keep, Some(s)) => (s.key, s.csr, s.meta),
-        (KeyAction::NewCsr, Some(s)) => {
-            let csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
-            (s.key, csr, KeyMeta { csr_names: names, ..s.meta })
-        }
-        _ => match &plan.key {
-            KeyPlan::Cluster { algorithm, .. } => {
-                let algorithm: KeyAlgorithm = *algorithm;
-                // RSA 4096 takes about a second: keep it off the async workers.
-                let key = tokio::task::spawn_blocking(move || keys::generate(algorithm))
-                    .await
-                    .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
-                let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
-                run.event(
-                    EventType::Normal,
-                    super::r::KEY_GENERATED,
-                    format!("generated a {} private key; it stays in Secret {name}", algorithm.as_str()),
-                );
-                (key, csr, KeyMeta { algorithm: Some(algorithm), source: "cluster".into(), csr_names: names })
-            }
-            _ => {
-                let handle = super::go!(run.handle(issuer).await);
-                let request = CsrRequest {
-                    pricelist: plan.pricelist,
-                    period: plan.period,
-                    common_name: plan.common_name.clone(),
-                    alt_names: plan.alt_names.clone(),
-                    subject: plan.billing_subject(),
-                };
-                let pair = match handle.client.generate_key_and_csr(&request).await {
-                    Ok(p) => p,
-                    Err(e) => return Ok(Flow::Stop(run.billing_stop(issuer, e, "the billing could not make a key"))),
-                };
-                run.event(
-                    EventType::Normal,
-                    super::r::KEY_GENERATED,
-                    format!("the billing made the key and CSR; the key is kept in Secret {name}"),
-                );
-                (pair.key, pair.csr, KeyMeta { algorithm: None, source: "billing".into(), csr_names: names })
+    // Whether what is stored must be written again (rebuilt, recovered, or carrying an owner
+    // reference from an earlier version, which would let garbage collection take the key).
+    let mut dirty = existing.as_ref().is_some_and(|s| !s.owner_references().is_empty());
+    let mut stored = match &existing {
+        Some(s) => match read_key_secret(s) {
+            Some(k) => Some(k),
+            None => {
+                let key =
+                    s.data.as_ref().and_then(|d| d.get("tls.key")).and_then(|b| String::from_utf8(b.0.clone()).ok());
+                let source = s.annotations().get(secrets::ANN_KEY_SOURCE).cloned();
+                dirty = true;
+                match key {
+                    Some(k) => rebuild(SecretString::from(k), plan, source)?,
+                    None => None,
+                }
             }
         },
+        None => None,
+    };
+    if stored.is_none() && !rotate {
+        stored = key_from_output_secret(run, plan, output)?;
+        dirty |= stored.is_some();
+    }
+    // An attempt in flight may have placed an order with the stored key: keep it as if ordered.
+    let ordered = run.status.order_id.is_some() || run.status.order_attempt.is_some();
+    let action = key_action(plan, stored.as_ref().map(|s| &s.meta), ordered, rotate);
+    let names = plan.names();
+    let (key, csr, meta, previous) = match (action, stored) {
+        (KeyAction::Keep, Some(s)) if !dirty => {
+            let bits = keys::public_key_bits(&s.key)?;
+            return Ok(Flow::Go(Material { key: s.key, csr: s.csr, bits, previous: s.previous }));
+        }
+        (KeyAction::Keep, Some(s)) => (s.key, s.csr, s.meta, s.previous),
+        (KeyAction::NewCsr, Some(s)) => {
+            let csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+            (s.key, csr, KeyMeta { csr_names: names, ..s.meta }, s.previous)
+        }
+        (_, old) => {
+            // The key being replaced may be the one the served certificate needs until its
+            // successor is issued: it is kept beside the new one until then.
+            let previous = old.map(|o| o.key);
+            match &plan.key {
+                KeyPlan::Cluster { algorithm, .. } => {
+                    let algorithm: KeyAlgorithm = *algorithm;
+                    // RSA 4096 takes about a second: keep it off the async workers.
+                    let key = tokio::task::spawn_blocking(move || keys::generate(algorithm))
+                        .await
+                        .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
+                    let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+                    run.event(
+                        EventType::Normal,
+                        super::r::KEY_GENERATED,
+                        format!("generated a {} private key; it stays in Secret {name}", algorithm.as_str()),
+                    );
+                    (
+                        key,
+                        csr,
+                        KeyMeta { algorithm: Some(algorithm), source: "cluster".into(), csr_names: names },
+                        previous,
+                    )
+                }
+                _ => {
+                    let handle = super::go!(run.handle(issuer).await);
+                    let request = CsrRequest {
+                        pricelist: plan.pricelist,
+                        period: plan.period,
+                        common_name: plan.common_name.clone(),
+                        alt_names: plan.alt_names.clone(),
+                        subject: plan.billing_subject(),
+                    };
+                    let pair = match handle.client.generate_key_and_csr(&request).await {
+                        Ok(p) => p,
+                        Err(e) => {
+                            return Ok(Flow::Stop(run.billing_stop(issuer, e, "the billing could not make a key")));
+                        }
+                    };
+                    run.event(
+                        EventType::Normal,
+                        super::r::KEY_GENERATED,
+                        format!("the billing made the key and CSR; the key is kept in Secret {name}"),
+                    );
+                    (
+                        pair.key,
+                        pair.csr,
+                        KeyMeta { algorithm: None, source: "billing".into(), csr_names: names },
+                        previous,
+                    )
+                }
+            }
+        }
     };
     let bits = keys::public_key_bits(&key)?;
-    let owner = run
-        .cert
-        .controller_owner_ref(&())
-        .ok_or_else(|| Error::Internal("the certificate has no uid for an owner reference".into()))?;
-    let mut desired = key_secret(&name, &run.ns, &run.name, owner, &key, &csr, &meta);
+    let stored = StoredKey { key, csr, meta, previous };
     // The key is stored before any CSR made from it leaves the operator: a crash after this
     // point finds it again; a crash before it has sent nothing.
+    write(run, &name, &stored, existing.as_ref()).await?;
+    Ok(Flow::Go(Material { key: stored.key, csr: stored.csr, bits, previous: stored.previous }))
+}
+
+/// Writes the key Secret: created when absent, replaced (conflict-checked) when present.
+async fn write(run: &Run<'_>, name: &str, stored: &StoredKey, existing: Option<&Secret>) -> Result<(), Error> {
+    let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
+    let params = PostParams { field_manager: Some(run.ctx.shared.settings.manager.clone()), ..Default::default() };
+    let mut desired = key_secret(name, &run.ns, &run.name, stored);
     match existing {
         Some(old) => {
             desired.metadata.resource_version = old.resource_version();
-            api.replace(
-                &name,
-                &PostParams { field_manager: Some(run.ctx.shared.settings.manager.clone()), ..Default::default() },
-                &desired,
-            )
-            .await?;
+            api.replace(name, &params, &desired).await?;
         }
         None => {
-            api.create(
-                &PostParams { field_manager: Some(run.ctx.shared.settings.manager.clone()), ..Default::default() },
-                &desired,
-            )
-            .await?;
+            api.create(&params, &desired).await?;
         }
     }
-    Ok(Flow::Go(Material { key, csr, bits }))
+    Ok(())
+}
+
+/// Drops the previous key once a certificate for the current one is stored.
+pub async fn forget_previous(run: &Run<'_>, material: &Material) -> Result<(), Error> {
+    if material.previous.is_none() {
+        return Ok(());
+    }
+    let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
+    let name = key_secret_name(&run.name);
+    let Some(existing) = api.get_opt(&name).await? else { return Ok(()) };
+    let Some(mut stored) = read_key_secret(&existing) else { return Ok(()) };
+    stored.previous = None;
+    write(run, &name, &stored, Some(&existing)).await
 }

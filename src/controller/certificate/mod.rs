@@ -172,6 +172,11 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
+    /// The status as the server holds it, as far as this run knows.
+    pub fn written_status(&self) -> &CertificateStatus {
+        &self.written
+    }
+
     /// Records that the server now holds `status` (written outside [`Run::persist`]).
     pub fn mark_written(&mut self) {
         self.written = self.status.clone();
@@ -287,9 +292,11 @@ async fn drive(run: &mut Run<'_>) -> Result<Flow<()>, Error> {
             run.ctx.shared.settings.poll_interval.max(Duration::from_secs(5)),
         )));
     }
-    let material = go!(key::ensure(run, &plan, &issuer).await?);
-    let order_id = go!(order::ensure(run, &plan, &issuer, &material).await?);
-    issue::converge(run, &plan, &issuer, &material, &order_id).await
+    // Whose Secret it is is settled before anything is made or bought.
+    let output = go!(issue::output_secret(run, &plan).await?);
+    let material = go!(key::ensure(run, &plan, &issuer, output.as_ref()).await?);
+    let order_id = go!(order::ensure(run, &plan, &issuer, &material, output.as_ref()).await?);
+    issue::converge(run, &plan, &issuer, &material, &order_id, output).await
 }
 
 /// Reconcile entry point.
@@ -341,7 +348,7 @@ async fn finish(mut run: Run<'_>, stop: Stop) -> Result<Action, Error> {
     };
     if stop.failure {
         run.status.last_failure_time = Some(Time(run.now));
-        run.status.failed_attempts = Some(run.status.failed_attempts.unwrap_or(0) + 1);
+        run.status.failed_attempts = Some(run.status.failed_attempts.unwrap_or(0).saturating_add(1));
     } else {
         shared.backoff.reset(&backoff_key);
         if stop.ready == Some(true) {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::Api;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
@@ -20,7 +19,7 @@ use super::key::Material;
 use super::{Flow, Run, Stop, go};
 use crate::billing::{BillingError, BillingKeyPair, OrderKey, OrderRequest};
 use crate::controller::context::Error;
-use crate::controller::decide::{BillingPhase, Recovery, billing_phase, find_order};
+use crate::controller::decide::{BillingPhase, Recovery, TAG_PREFIX, billing_phase, find_order};
 use crate::controller::issuers::IssuerView;
 use crate::controller::metrics::OutcomeLabels;
 use crate::controller::plan::{KeyPlan, Plan};
@@ -28,10 +27,24 @@ use crate::controller::reasons as r;
 use crate::controller::secrets::retained_order;
 use crate::crd::OrderAttempt;
 
-/// Our idempotency tag for a certificate's order, sent as `remoteid`.
-pub fn remote_id(uid: &str) -> String {
-    format!("ispcert-{uid}")
+/// Our idempotency tag for a certificate's order, sent as `remoteid`: one need (namespace, name,
+/// issuer, common name, product) has one tag, so a manifest deleted and applied again while its
+/// order is pending finds that order instead of buying another.
+pub fn remote_id(namespace: &str, name: &str, issuer: &IssuerView, plan: &Plan) -> String {
+    use sha2::{Digest, Sha256};
+    let need = format!(
+        "{namespace}/{name}/{}/{}/{}/{}",
+        issuer.key.kind_str(),
+        issuer.key.name,
+        plan.common_name.to_ascii_lowercase(),
+        plan.product.name
+    );
+    format!("{TAG_PREFIX}{}", &hex::encode(Sha256::digest(need.as_bytes()))[..24])
 }
+
+/// How many reads of the list must miss a lost order, spaced by the poll interval and over at
+/// least the grace period, before it counts as never placed.
+const MISSES_BEFORE_REORDER: u32 = 3;
 
 fn order_request(plan: &Plan, material: &Material, tag: String) -> OrderRequest {
     let key = match plan.key {
@@ -55,6 +68,7 @@ fn order_request(plan: &Plan, material: &Material, tag: String) -> OrderRequest 
 
 fn adopted(run: &mut Run<'_>, id: String, reason: &'static str, how: String) -> Flow<String> {
     run.status.order_id = Some(id.clone());
+    run.status.ordered_at = Some(Time(Timestamp::now()));
     run.status.order_attempt = None;
     run.event(EventType::Normal, reason, how);
     Flow::Go(id)
@@ -65,6 +79,7 @@ pub async fn ensure(
     plan: &Plan,
     issuer: &IssuerView,
     material: &Material,
+    output: Option<&Secret>,
 ) -> Result<Flow<String>, Error> {
     if let Some(id) = run.status.order_id.clone() {
         return Ok(Flow::Go(id));
@@ -72,7 +87,17 @@ pub async fn ensure(
     let settings = run.ctx.shared.settings.clone();
     let handle = go!(run.handle(issuer).await);
 
+    let claimed = run.ctx.claimed_orders(&run.uid);
     if let Some(id) = plan.adopt.clone() {
+        if claimed.contains(&id) {
+            return Ok(Flow::Stop(Stop::blocked(
+                r::ORDER_REJECTED,
+                format!(
+                    "order {id} (spec.orderId) already belongs to another IspCertificate; one order serves one certificate"
+                ),
+                None,
+            )));
+        }
         let snapshot = match handle.poller.snapshot(&handle.client, settings.poll_interval).await {
             Ok(s) => s,
             Err(e) => return Ok(Flow::Stop(run.billing_stop(issuer, e, "listing the account's certificates"))),
@@ -96,8 +121,7 @@ pub async fn ensure(
         });
     }
 
-    let tag = remote_id(&run.uid);
-    let claimed = run.ctx.claimed_orders(&run.uid);
+    let tag = remote_id(&run.ns, &run.name, issuer, plan);
 
     if let Some(attempt) = run.status.order_attempt.clone() {
         let snapshot = match handle.poller.snapshot(&handle.client, Duration::ZERO).await {
@@ -130,8 +154,16 @@ pub async fn ensure(
                 )));
             }
             Recovery::NotFound => {
+                // One read that misses the order proves little (a list read while the billing
+                // was still writing it, a page that shifted): it must stay missing over the grace
+                // period and several reads, counted in the status so that restarts keep count.
                 let age = crate::time::elapsed_since(attempt.started_at.0);
-                if age < settings.order_grace {
+                let misses = attempt.misses.unwrap_or(0).saturating_add(1);
+                if age < settings.order_grace || misses < MISSES_BEFORE_REORDER {
+                    if let Some(a) = run.status.order_attempt.as_mut() {
+                        a.misses = Some(misses);
+                    }
+                    run.persist(None).await?;
                     return Ok(Flow::Stop(Stop::pending(
                         r::ORDER_OUTCOME_UNKNOWN,
                         "an order's answer was lost; looking for it in the billing's list before anything is ordered again",
@@ -152,9 +184,8 @@ pub async fn ensure(
 
     // A Secret left behind by a deleted IspCertificate of the same issuer, product and name
     // points at an order that exists already.
-    let secrets: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
-    if let Some(secret) = secrets.get_opt(&plan.secret_name).await?
-        && let Some(id) = retained_order(&secret, plan, issuer.key.kind_str(), &issuer.key.name)
+    if let Some(secret) = output
+        && let Some(id) = retained_order(secret, plan, issuer.key.kind_str(), &issuer.key.name)
         && !claimed.contains(&id)
     {
         let snapshot = match handle.poller.snapshot(&handle.client, Duration::ZERO).await {
@@ -197,6 +228,25 @@ async fn place(
     if fresh_status.order_id.is_some() || fresh_status.order_attempt.is_some() {
         return Ok(Flow::Stop(Stop::pending(r::ORDERING, "the order is already under way", Duration::ZERO)));
     }
+    // Two certificates naming one Secret: the cache may not show the older one yet.
+    let list = run.api.list(&kube::api::ListParams::default()).await?;
+    if let Some(older) = list.items.iter().find(|c| {
+        c.spec.secret_name == plan.secret_name
+            && c.metadata.deletion_timestamp.is_none()
+            && c.metadata.uid != fresh.metadata.uid
+            && (c.metadata.creation_timestamp.as_ref().map(|t| t.0), c.metadata.name.clone())
+                < (fresh.metadata.creation_timestamp.as_ref().map(|t| t.0), fresh.metadata.name.clone())
+    }) {
+        return Ok(Flow::Stop(Stop::blocked(
+            r::SECRET_IN_USE,
+            format!(
+                "Secret {} is already written by IspCertificate {} (created first); choose another secretName. Nothing is ordered meanwhile",
+                plan.secret_name,
+                older.metadata.name.clone().unwrap_or_default()
+            ),
+            None,
+        )));
+    }
     let snapshot = match handle.poller.snapshot(&handle.client, Duration::ZERO).await {
         Ok(s) => s,
         Err(e) => {
@@ -219,20 +269,29 @@ async fn place(
 
     // The server's status is the base from here on: only the attempt is added to it.
     run.status = fresh_status.clone();
-    run.status.order_attempt =
-        Some(OrderAttempt { started_at: Time(Timestamp::now()), remote_id: tag.clone(), outcome_unknown: None });
+    run.status.order_attempt = Some(OrderAttempt {
+        started_at: Time(Timestamp::now()),
+        remote_id: tag.clone(),
+        outcome_unknown: None,
+        misses: None,
+    });
     let base = fresh_status;
     let rv = fresh.metadata.resource_version.clone();
     match crate::controller::status::write(&run.api, &run.name, &base, &run.status, rv.as_deref()).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
+            // Nothing was written: forget the attempt so that `finish` does not write it.
+            run.status = run.written_status().clone();
             return Ok(Flow::Stop(Stop::pending(
                 r::ORDERING,
                 "the resource changed while ordering; deciding again",
                 Duration::ZERO,
             )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            run.status = run.written_status().clone();
+            return Err(e.into());
+        }
     }
     // From here on the resource's status on the server is `base` plus the attempt.
     run.mark_written();
@@ -246,6 +305,7 @@ async fn place(
         Ok(id) => {
             metrics.orders.get_or_create(&OutcomeLabels { outcome: "placed".into() }).inc();
             run.status.order_id = Some(id.clone());
+            run.status.ordered_at = Some(Time(Timestamp::now()));
             run.status.order_attempt = None;
             // Written at once: this id is what keeps every later reconcile from ordering again.
             let mut tries = 0;

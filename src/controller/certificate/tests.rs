@@ -1,5 +1,5 @@
 //! Reconcile branches against a mocked API server (tower-test): which branches talk to the API
-//! and what they send. The end-to-end tests cover the same flows on a real API server.
+//! and what they send first. The end-to-end tests cover the same flows on a real API server.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,7 +123,7 @@ async fn a_ready_certificate_with_an_unchanged_secret_makes_no_api_call() {
 }
 
 #[tokio::test]
-async fn a_changed_spec_goes_to_the_api_for_the_key_first() {
+async fn a_changed_spec_first_reads_whose_secret_it_is() {
     let cert = ready_certificate(2);
     let (ctx, mut handle) = context(&cert);
     let task = tokio::spawn(reconcile(Arc::new(cert), ctx));
@@ -134,8 +134,8 @@ async fn a_changed_spec_goes_to_the_api_for_the_key_first() {
     assert_eq!(request.method(), http::Method::GET);
     assert_eq!(
         request.uri().path(),
-        "/api/v1/namespaces/ns/secrets/www-ispcert-key",
-        "the key is read before anything else"
+        "/api/v1/namespaces/ns/secrets/www-tls",
+        "whose Secret it is is settled before a key is made or anything bought"
     );
     task.abort();
 }
