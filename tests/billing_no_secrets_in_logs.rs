@@ -1,0 +1,126 @@
+//! The client's log lines and the URLs and headers it sends never carry the password. Alone in
+//! its test binary: tracing caches per call site whether anyone listens, and a test running in
+//! parallel without a subscriber could make this one miss the lines it looks for.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ispcert::billing::{Approvers, BillingClient, Contact, Credentials, OrderKey, OrderRequest, Subject, http_pool};
+use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
+use ispcert::sim::{self, AccountSpec, Money, SimConfig};
+
+const EMAIL: &str = "buyer@example.com";
+const PASSWORD: &str = "pa55-w0rd-never-logged";
+
+fn order(pricelist: u32, cn: &str) -> OrderRequest {
+    let key = keys::generate(KeyAlgorithm::EcdsaP256).unwrap();
+    let mut approvers = Approvers::new();
+    approvers.set(cn, format!("admin@{cn}"));
+    let contact = Contact {
+        first_name: "Anna".into(),
+        last_name: "Ivanova".into(),
+        title: "SRE".into(),
+        email: "anna@example.com".into(),
+        phone: "+7 495 1234567".into(),
+    };
+    OrderRequest {
+        pricelist,
+        period: 12,
+        common_name: cn.into(),
+        alt_names: vec![],
+        addon: None,
+        approvers,
+        subject: Subject::default(),
+        admin: contact.clone(),
+        tech: contact,
+        key: OrderKey::Csr(keys::csr(&key, cn, &[], &CsrSubject::default()).unwrap()),
+        remote_id: None,
+    }
+}
+
+/// A writer that keeps everything logged.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_password_in_logs_or_urls() {
+    // Every URL and header the client sends, seen by a server in front of the simulator.
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let sim = sim::start(
+        SimConfig {
+            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
+            issue_after: Duration::from_millis(300),
+            ..SimConfig::default()
+        },
+        "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+    )
+    .await
+    .unwrap();
+    let upstream = sim.base_url();
+    let seen_in = seen.clone();
+    let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+        let seen = seen_in.clone();
+        let upstream = upstream.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            seen.lock().unwrap().push(format!("{} {:?}", parts.uri, parts.headers));
+            let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+            let answer = reqwest::Client::new()
+                .post(upstream)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            answer.to_vec()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let front = format!("http://{}/billmgr", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber =
+        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let client =
+        BillingClient::new(http_pool(Duration::from_secs(5)), &front, Credentials::new(EMAIL, PASSWORD)).unwrap();
+    client.verify_access().await.unwrap();
+    let req = order(1011, "log.example.com");
+    let id = client.order(&req).await.unwrap();
+    let _ = client.download(&id).await;
+    client.list().await.unwrap();
+    let wrong = BillingClient::new(
+        http_pool(Duration::from_secs(5)),
+        &front,
+        Credentials::new(EMAIL, format!("{PASSWORD}-typo")),
+    )
+    .unwrap();
+    let e = wrong.verify_access().await.unwrap_err();
+    assert!(!format!("{e} {e:?} {client:?} {wrong:?}").contains(PASSWORD));
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("billing request"), "the client logs its calls: {logs}");
+    assert!(!logs.contains(PASSWORD), "a password in the logs: {logs}");
+    let seen = seen.lock().unwrap();
+    assert!(seen.len() >= 5);
+    for line in seen.iter() {
+        assert!(!line.contains(PASSWORD) && !line.contains("authinfo"), "credentials in a URL or header: {line}");
+    }
+}
