@@ -246,6 +246,23 @@ async fn multi_domain_with_a_mailbox_per_domain() {
     verify_tls_secret(&env.secrets().get("multi-tls").await.unwrap(), &["a.example.com", "b.example.org"]);
     let stats = env.stats().await;
     assert_eq!((stats.orders, stats.reissues), (1, 1));
+
+    // No alt name at all cannot be reached by a reissue: said plainly, nothing sent.
+    env.apply_certificate(
+        "multi",
+        json!({
+            "issuerRef": {"name": "billing"},
+            "product": "globalsign-domainssl",
+            "commonName": "a.example.com",
+            "approverMailbox": "admin",
+            "secretName": "multi-tls"
+        }),
+    )
+    .await
+    .unwrap();
+    let cert = env.wait_reason("multi", "Ready", "False", "CertificateMismatch").await;
+    assert!(cert.status.unwrap().conditions.iter().any(|c| c.message.contains("keep at least one in altNames")));
+    assert_eq!(env.stats().await.reissues, 1);
 }
 
 #[tokio::test]

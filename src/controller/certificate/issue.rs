@@ -251,6 +251,17 @@ async fn reissue(
     need: ReissueNeed,
     current_serial: &str,
 ) -> Result<Flow<()>, Error> {
+    if need == ReissueNeed::Names && plan.alt_names.is_empty() {
+        // The `altname` reissue needs at least one additional domain.
+        return Ok(Flow::Stop(Stop::blocked(
+            r::CERTIFICATE_MISMATCH,
+            format!(
+                "order {order_id} has additional domains that the spec no longer lists; a reissue cannot remove all of them: keep at least one in altNames, or create a new IspCertificate for {} alone",
+                plan.common_name
+            ),
+            None,
+        )));
+    }
     let handle = go!(run.handle(issuer).await);
     let wait = run.ctx.shared.settings.poll_interval.max(Duration::from_millis(200));
     let form = match (need, &plan.key) {
