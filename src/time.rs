@@ -24,7 +24,8 @@ pub fn utc_date(t: Timestamp) -> Date {
 
 /// `t` plus `months` calendar months on the UTC calendar, keeping the time of day. A day of the
 /// month the target month lacks is clamped to its last day (Jan 31 + 1 month is Feb 28, or Feb 29
-/// in a leap year), as chrono's `Months` did. Saturates at [`Timestamp::MAX`] rather than failing.
+/// in a leap year): how subscription periods end. Saturates at [`Timestamp::MAX`] rather than
+/// failing.
 pub fn add_months(t: Timestamp, months: u32) -> Timestamp {
     Span::new()
         .try_months(months)
@@ -37,8 +38,8 @@ pub fn ymd(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d").to_string()
 }
 
-/// RFC 3339 in UTC as chrono's `to_rfc3339` wrote it: offset `+00:00`, and the fraction of a
-/// second with 0, 3, 6 or 9 digits, the fewest that are exact.
+/// RFC 3339 in UTC with offset `+00:00` (not `Z`), and the fraction of a second with 0, 3, 6 or 9
+/// digits, the fewest that are exact: the form the simulator's introspection API has always used.
 pub fn rfc3339(t: Timestamp) -> String {
     let nanos = t.subsec_nanosecond().unsigned_abs();
     let digits = match nanos {
@@ -84,49 +85,13 @@ mod tests {
     }
 
     #[test]
-    fn dates_and_rfc3339_are_written_as_chrono_wrote_them() {
+    fn dates_and_rfc3339_keep_their_established_form() {
         assert_eq!(ymd(ts("2025-03-04T23:59:59.999Z")), "2025-03-04");
         assert_eq!(ymd(ts("0999-03-04T00:00:00Z")), "0999-03-04");
         assert_eq!(rfc3339(ts("2025-03-04T05:06:07Z")), "2025-03-04T05:06:07+00:00");
         assert_eq!(rfc3339(ts("2025-03-04T05:06:07.1Z")), "2025-03-04T05:06:07.100+00:00");
         assert_eq!(rfc3339(ts("2025-03-04T05:06:07.00012Z")), "2025-03-04T05:06:07.000120+00:00");
         assert_eq!(rfc3339(ts("2025-03-04T05:06:07.000000001Z")), "2025-03-04T05:06:07.000000001+00:00");
-    }
-
-    /// Differential check against chrono, the library the simulator used before: every day of
-    /// several years around leap days and century rules, several month counts, and a spread of
-    /// sub-second parts.
-    #[test]
-    fn add_months_ymd_and_rfc3339_agree_with_chrono() {
-        use chrono::TimeZone as _;
-        let mut nanos_seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        for (from, days) in [("1999-11-01T13:14:15Z", 6 * 366), ("2098-11-01T00:00:00Z", 4 * 366)] {
-            let mut t = ts(from);
-            for _ in 0..days {
-                nanos_seed = nanos_seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-                let nanos = match nanos_seed >> 62 {
-                    0 => 0,
-                    1 => (nanos_seed >> 20) % 1000 * 1_000_000,
-                    2 => (nanos_seed >> 20) % 1_000_000 * 1_000,
-                    _ => (nanos_seed >> 20) % 1_000_000_000,
-                };
-                let t_n = Timestamp::new(t.as_second(), nanos as i32).unwrap();
-                let c = chrono::Utc.timestamp_opt(t_n.as_second(), nanos as u32).unwrap();
-                assert_eq!(ymd(t_n), c.format("%Y-%m-%d").to_string());
-                assert_eq!(rfc3339(t_n), c.to_rfc3339(), "{t_n}");
-                for months in [1, 2, 11, 12, 13, 24, 25, 36] {
-                    let want = c.checked_add_months(chrono::Months::new(months)).unwrap();
-                    let got = add_months(t_n, months);
-                    assert_eq!(
-                        (got.as_second(), got.subsec_nanosecond() as u32),
-                        (want.timestamp(), want.timestamp_subsec_nanos()),
-                        "{t_n} + {months}"
-                    );
-                    assert_eq!(ymd(got), want.format("%Y-%m-%d").to_string());
-                }
-                t = t + jiff::SignedDuration::from_hours(24);
-            }
-        }
     }
 
     #[test]

@@ -121,7 +121,7 @@ fn process(sim: &Sim, func: &str, params: &Params, lang: Lang) -> (Answer, Optio
     if sim.lock().access_denied(&account) {
         return (Refusal::access().into(), Some(account));
     }
-    let answer = funcs::call(sim, &account, func, params, lang, chrono::Utc::now());
+    let answer = funcs::call(sim, &account, func, params, lang, jiff::Timestamp::now());
     if matches!(answer, Answer::Refused(_))
         && let Some(a) = sim.lock().accounts.get_mut(&account)
     {

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use chrono::{DateTime, Duration as CDuration, Months, Utc};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::catalog::{Product, Region, Validation};
 
@@ -96,8 +96,8 @@ pub(crate) struct Enrollment {
     pub kind: EnrollKind,
     /// 1 for the order, then one more per reissue or prolongation: makes serials unique.
     pub seq: u32,
-    pub started: DateTime<Utc>,
-    pub issue_at: DateTime<Utc>,
+    pub started: Timestamp,
+    pub issue_at: Timestamp,
     pub failed: bool,
     /// The leaf's DNS names: common name first (then the wildcard's base domain), then alt names.
     pub names: Vec<String>,
@@ -106,16 +106,16 @@ pub(crate) struct Enrollment {
 }
 
 impl Enrollment {
-    pub(crate) fn issued(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn issued(&self, now: Timestamp) -> bool {
         !self.failed && now >= self.issue_at
     }
 
-    fn fraction_passed(&self, now: DateTime<Utc>, thirds: i32) -> bool {
-        let span = self.issue_at - self.started;
+    fn fraction_passed(&self, now: Timestamp, thirds: i32) -> bool {
+        let span = self.issue_at.duration_since(self.started);
         now >= self.started + span * thirds / 3
     }
 
-    pub(crate) fn crt_status(&self, now: DateTime<Utc>) -> u8 {
+    pub(crate) fn crt_status(&self, now: Timestamp) -> u8 {
         if self.failed {
             crt::FAILED
         } else if self.issued(now) {
@@ -127,7 +127,7 @@ impl Enrollment {
         }
     }
 
-    fn item_status(&self, now: DateTime<Utc>) -> u8 {
+    fn item_status(&self, now: Timestamp) -> u8 {
         let done = self.issued(now) || self.failed;
         match self.kind {
             EnrollKind::Reissue => item::ACTIVE,
@@ -195,8 +195,8 @@ pub(crate) struct Cert {
     /// The key, when the billing generated it (`crt_type=generate`) and it still matches the CSR.
     pub key: Option<String>,
     pub remoteid: Option<String>,
-    pub created: DateTime<Utc>,
-    pub expires: DateTime<Utc>,
+    pub created: Timestamp,
+    pub expires: Timestamp,
     /// Price of one period (what an order or a prolongation charged last).
     pub cost: Money,
     pub paid: bool,
@@ -212,7 +212,7 @@ pub(crate) struct Cert {
 
 impl Cert {
     /// (item status, certificate status) at `now`.
-    pub(crate) fn statuses(&self, now: DateTime<Utc>) -> (u8, u8) {
+    pub(crate) fn statuses(&self, now: Timestamp) -> (u8, u8) {
         let crt_status = self.current.crt_status(now);
         let item_status = if self.deleted {
             item::DELETED
@@ -234,8 +234,8 @@ impl Cert {
             ("CN", self.cn.clone()),
             ("pricelist", self.pricelist.to_string()),
             ("period", self.period.to_string()),
-            ("createdate", self.created.format("%Y-%m-%d").to_string()),
-            ("expiredate", self.expires.format("%Y-%m-%d").to_string()),
+            ("createdate", crate::time::ymd(self.created)),
+            ("expiredate", crate::time::ymd(self.expires)),
             ("cost", self.cost.to_string()),
         ];
         if let Some(r) = &self.remoteid {
@@ -255,17 +255,17 @@ impl Cert {
     }
 
     /// The enrollment `certificate.file` serves at `now`, if any was issued.
-    pub(crate) fn served(&self, now: DateTime<Utc>) -> Option<&Enrollment> {
+    pub(crate) fn served(&self, now: Timestamp) -> Option<&Enrollment> {
         if self.current.issued(now) { Some(&self.current) } else { self.previous.as_ref() }
     }
 
     /// The enrollment to keep as "previous" when a new one starts at `now`.
-    pub(crate) fn last_issued(&self, now: DateTime<Utc>) -> Option<Enrollment> {
+    pub(crate) fn last_issued(&self, now: Timestamp) -> Option<Enrollment> {
         self.served(now).cloned()
     }
 
     /// What the leaf of `e` is made of.
-    pub(crate) fn leaf_spec(&self, e: &Enrollment, validity: CDuration, seed: u64) -> LeafSpec {
+    pub(crate) fn leaf_spec(&self, e: &Enrollment, validity: SignedDuration, seed: u64) -> LeafSpec {
         use sha2::Digest as _;
         let subject = match self.product.validation {
             Validation::Dv => Subject::default(),
@@ -284,7 +284,7 @@ impl Cert {
             .finalize();
         let mut serial = [0u8; 16];
         serial.copy_from_slice(&digest[..16]);
-        let months_days = CDuration::days(i64::from(self.period) * 30);
+        let months_days = SignedDuration::from_hours(i64::from(self.period) * 30 * 24);
         LeafSpec {
             brand: self.product.brand,
             names: e.names.clone(),
@@ -488,7 +488,7 @@ impl State {
 
     /// One page of `account`'s list through its sticky filter. Statuses are computed only for the
     /// rows on the page unless the filter itself is by status.
-    pub(crate) fn list(&self, account: &str, p_cnt: usize, p_num: usize, now: DateTime<Utc>, lang: Lang) -> ListPage {
+    pub(crate) fn list(&self, account: &str, p_cnt: usize, p_num: usize, now: Timestamp, lang: Lang) -> ListPage {
         let Some(acct) = self.accounts.get(account) else {
             return ListPage { rows: Vec::new(), p_elems: 0, p_num, p_cnt };
         };
@@ -543,21 +543,16 @@ pub(crate) fn region_of_currency(currency: &str) -> Region {
     if currency.eq_ignore_ascii_case("RUB") { Region::Russian } else { Region::Foreign }
 }
 
-/// `start + months`, saturating far in the future rather than failing.
-pub(crate) fn add_months(start: DateTime<Utc>, months: u32) -> DateTime<Utc> {
-    start.checked_add_months(Months::new(months)).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn enrollment(kind: EnrollKind, started: DateTime<Utc>, secs: i64) -> Enrollment {
+    fn enrollment(kind: EnrollKind, started: Timestamp, secs: i64) -> Enrollment {
         Enrollment {
             kind,
             seq: 1,
             started,
-            issue_at: started + CDuration::seconds(secs),
+            issue_at: started + SignedDuration::from_secs(secs),
             failed: false,
             names: vec!["a.example.com".into()],
             spki: Arc::new(Vec::new()),
@@ -567,9 +562,9 @@ mod tests {
 
     #[test]
     fn an_order_moves_ordered_processing_active_while_the_certificate_is_requested_enrolled_issued() {
-        let t0 = Utc::now();
+        let t0 = Timestamp::now();
         let e = enrollment(EnrollKind::Order, t0, 9);
-        let at = |s| t0 + CDuration::seconds(s);
+        let at = |s| t0 + SignedDuration::from_secs(s);
         assert_eq!((e.item_status(at(0)), e.crt_status(at(0))), (item::ORDERED, crt::REQUESTED));
         assert_eq!((e.item_status(at(4)), e.crt_status(at(4))), (item::PROCESSING, crt::ENROLLED));
         // Active before issued: the trap real CA modules set.
