@@ -23,6 +23,21 @@ const DEFAULT_PAGE: usize = 20;
 
 type Res = Result<Answer, Refusal>;
 
+/// Every `func` the simulator implements: `auth` and what [`call`] dispatches. Request counters
+/// always keep these under their own names.
+pub(crate) const FUNCS: [&str; 10] = [
+    "auth",
+    "certificate.order.csr",
+    "certificate.order.param",
+    "certificate.edit",
+    "certificate.file",
+    "certificate.reissue.step2",
+    "certificate.delete",
+    "certificate",
+    "certificate.filter",
+    "service.prolong",
+];
+
 /// Runs billing function `func` for the authenticated `account`.
 pub(crate) fn call(sim: &Sim, account: &str, func: &str, p: &Params, lang: Lang, now: Timestamp) -> Answer {
     let result = match func {

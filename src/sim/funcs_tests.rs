@@ -569,3 +569,13 @@ fn subscription_periods_are_calendar_months_with_the_day_clamped() {
     prolong(&id, "12", t("2026-03-31T12:00:00Z"));
     assert_eq!(row(&id).1, "2027-03-31");
 }
+
+#[test]
+fn the_list_of_functions_is_what_call_dispatches() {
+    let s = sim();
+    let unknown = |func: &str| matches!(call(&s, RU, func, &[], Timestamp::now()), Answer::Refused(r) if r.kind == "missed" && r.object == "func");
+    for func in funcs::FUNCS.into_iter().filter(|f| *f != "auth") {
+        assert!(!unknown(func), "{func} is listed but not dispatched");
+    }
+    assert!(unknown("certificate.nonesuch"));
+}

@@ -357,6 +357,34 @@ struct Session {
 /// A session lives one hour after its last use, as the billing's `auth` sessions do.
 const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// Distinct `func` names one request counter map keeps. Once it has this many, further unknown
+/// names are counted together under [`OTHER_FUNCS`]; the simulator's own functions
+/// ([`super::funcs::FUNCS`]) are always counted under their own names.
+const MAX_FUNC_KEYS: usize = 48;
+/// The counter of unknown `func` names beyond [`MAX_FUNC_KEYS`].
+const OTHER_FUNCS: &str = "(other)";
+/// The counter of `func` names longer than [`MAX_FUNC_LEN`].
+const TOO_LONG_FUNC: &str = "(too long)";
+const MAX_FUNC_LEN: usize = 64;
+
+/// Counts one request of `func` in `counts`, which thus never holds more than
+/// `MAX_FUNC_KEYS + FUNCS.len() + 2` names: a client sending random names cannot grow it.
+fn count_func(counts: &mut BTreeMap<String, u64>, func: &str) {
+    let key = if func.len() > MAX_FUNC_LEN {
+        TOO_LONG_FUNC
+    } else if counts.len() < MAX_FUNC_KEYS || counts.contains_key(func) || super::funcs::FUNCS.contains(&func) {
+        func
+    } else {
+        OTHER_FUNCS
+    };
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
+
 /// Certificates by id. Ids are handed out consecutively from [`FIRST_ID`], so a vector indexed by
 /// `id - FIRST_ID` finds one without hashing: the list walks 10,000 of them per request.
 #[derive(Debug, Default)]
@@ -529,11 +557,9 @@ impl State {
 
     /// Counts a request of `func` (and, when known, for its account).
     pub(crate) fn count_request(&mut self, func: &str, account: Option<&str>) {
-        // Bounded keys: a client sending random func names must not grow the map without limit.
-        let key = if func.len() <= 64 { func } else { "(too long)" };
-        *self.requests.entry(key.to_owned()).or_default() += 1;
+        count_func(&mut self.requests, func);
         if let Some(a) = account.and_then(|a| self.accounts.get_mut(a)) {
-            *a.counters.requests.entry(key.to_owned()).or_default() += 1;
+            count_func(&mut a.counters.requests, func);
         }
     }
 }
@@ -589,6 +615,32 @@ mod tests {
                     assert!(!label.chars().any(|c| c == '"' || c == '\\' || c.is_control()), "{label}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn request_counters_keep_a_bounded_number_of_func_names_but_always_their_own() {
+        use crate::sim::funcs::FUNCS;
+        const A: &str = "a@example.com";
+        let mut st = State::new();
+        assert!(st.add_account(A, "pw", Money::ZERO, "RUB"));
+        for i in 0..1000 {
+            st.count_request(&format!("junk{i}"), Some(A));
+        }
+        st.count_request(&"x".repeat(MAX_FUNC_LEN + 1), Some(A));
+        for func in FUNCS {
+            st.count_request(func, Some(A));
+        }
+        let bound = MAX_FUNC_KEYS + FUNCS.len() + 2;
+        for counts in [&st.requests, &st.accounts[A].counters.requests] {
+            assert!(counts.len() <= bound, "{} names kept", counts.len());
+            for func in FUNCS {
+                assert_eq!(counts.get(func), Some(&1), "{func}");
+            }
+            assert_eq!(counts.get("junk0"), Some(&1), "the first unknown names keep their own");
+            assert_eq!(counts.get(OTHER_FUNCS), Some(&(1000 - MAX_FUNC_KEYS as u64)));
+            assert_eq!(counts.get(TOO_LONG_FUNC), Some(&1));
+            assert_eq!(counts.values().sum::<u64>(), 1000 + 1 + FUNCS.len() as u64, "none lost");
         }
     }
 
