@@ -65,7 +65,7 @@ pub(crate) fn auth(sim: &Sim, p: &Params) -> Answer {
         Some(account) if st.access_denied(&account) => Refusal::access().into(),
         Some(account) => {
             let session = format!("{:032x}", rand::random::<u128>());
-            st.open_session(account, session.clone());
+            st.open_session(account, session.clone(), std::time::Instant::now());
             Answer::Auth { session }
         }
         None => Refusal::auth().into(),

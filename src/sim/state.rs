@@ -354,8 +354,17 @@ struct Session {
     last_used: Instant,
 }
 
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_used) > SESSION_IDLE
+    }
+}
+
 /// A session lives one hour after its last use, as the billing's `auth` sessions do.
 const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The fewest sessions at which opening one first sweeps out the expired ones.
+const SESSION_SWEEP_MIN: usize = 64;
 
 /// Distinct `func` names one request counter map keeps. Once it has this many, further unknown
 /// names are counted together under [`OTHER_FUNCS`]; the simulator's own functions
@@ -434,6 +443,9 @@ pub(crate) struct State {
     pub certs: Certs,
     next_id: u64,
     sessions: HashMap<String, Session>,
+    /// Opening a session sweeps out the expired ones once there are this many; the mark then
+    /// moves to twice the live sessions, so sweeping costs O(1) per session opened on average.
+    session_sweep_at: usize,
     /// Requests per `func`, authenticated or not.
     pub requests: BTreeMap<String, u64>,
     pub faults_applied: u64,
@@ -488,18 +500,24 @@ impl State {
         self.accounts.get(&key).filter(|a| a.password == password).map(|_| key)
     }
 
-    pub(crate) fn open_session(&mut self, account: String, id: String) {
-        self.sessions.insert(id, Session { account, last_used: Instant::now() });
+    /// Opens session `id` at `now`. Expired sessions are swept out here too, not only when
+    /// someone uses them: sessions nobody comes back for would otherwise pile up forever.
+    pub(crate) fn open_session(&mut self, account: String, id: String, now: Instant) {
+        if self.sessions.len() >= self.session_sweep_at {
+            self.sessions.retain(|_, s| !s.expired(now));
+            self.session_sweep_at = self.sessions.len().saturating_mul(2).max(SESSION_SWEEP_MIN);
+        }
+        self.sessions.insert(id, Session { account, last_used: now });
     }
 
-    /// The account of a live session, refreshing its idle timer.
-    pub(crate) fn session_account(&mut self, id: &str) -> Option<String> {
+    /// The account of a live session at `now`, refreshing its idle timer.
+    pub(crate) fn session_account(&mut self, id: &str, now: Instant) -> Option<String> {
         let s = self.sessions.get_mut(id)?;
-        if s.last_used.elapsed() > SESSION_IDLE {
+        if s.expired(now) {
             self.sessions.remove(id);
             return None;
         }
-        s.last_used = Instant::now();
+        s.last_used = now;
         Some(s.account.clone())
     }
 
@@ -642,6 +660,28 @@ mod tests {
             assert_eq!(counts.get(TOO_LONG_FUNC), Some(&1));
             assert_eq!(counts.values().sum::<u64>(), 1000 + 1 + FUNCS.len() as u64, "none lost");
         }
+    }
+
+    #[test]
+    fn expired_sessions_are_swept_out_when_new_ones_open() {
+        let mut st = State::new();
+        let t0 = Instant::now();
+        let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+        for i in 0..200 {
+            st.open_session("a".into(), format!("old{i}"), t0);
+        }
+        // One old session is used again and so stays alive; the others are never used again.
+        assert_eq!(st.session_account("old7", t0 + minutes(50)).as_deref(), Some("a"));
+        let later = t0 + minutes(70);
+        for i in 0..200 {
+            st.open_session("a".into(), format!("new{i}"), later);
+        }
+        let mut old: Vec<&String> = st.sessions.keys().filter(|k| k.starts_with("old")).collect();
+        old.sort();
+        assert_eq!(old, ["old7"], "expired sessions are gone without being used");
+        assert_eq!(st.sessions.len(), 201);
+        assert_eq!(st.session_account("new0", later + minutes(59)).as_deref(), Some("a"));
+        assert_eq!(st.session_account("new1", later + minutes(61)), None);
     }
 
     #[test]
