@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 
+use crate::time::rfc3339;
+
 use super::faults::{ActiveFault, FaultSpec};
 use super::money::Money;
 use super::state::{Account, Cert};
@@ -141,7 +143,7 @@ fn account_stats(a: &Account) -> AccountStats {
 }
 
 fn cert_info(c: &Cert, email: String) -> CertInfo {
-    let (item_status, crt_status) = c.statuses(chrono::Utc::now());
+    let (item_status, crt_status) = c.statuses(jiff::Timestamp::now());
     CertInfo {
         id: c.id,
         account: email,
@@ -155,8 +157,8 @@ fn cert_info(c: &Cert, email: String) -> CertInfo {
         addon: c.addon,
         approver_emails: c.approver_emails.clone(),
         remoteid: c.remoteid.clone(),
-        created: c.created.to_rfc3339(),
-        expires: c.expires.to_rfc3339(),
+        created: rfc3339(c.created),
+        expires: rfc3339(c.expires),
         cost: c.cost,
         paid: c.paid,
         deleted: c.deleted,
@@ -164,7 +166,7 @@ fn cert_info(c: &Cert, email: String) -> CertInfo {
         prolongs: c.prolongs,
         item_status,
         crt_status,
-        issue_at: c.current.issue_at.to_rfc3339(),
+        issue_at: rfc3339(c.current.issue_at),
         has_previous: c.previous.is_some(),
         billing_has_key: c.key.is_some(),
     }
@@ -243,7 +245,7 @@ async fn fail(State(sim): Shared, Path(id): Path<u64>) -> Response {
 }
 
 async fn issue_now(State(sim): Shared, Path(id): Path<u64>) -> Response {
-    let now = chrono::Utc::now();
+    let now = jiff::Timestamp::now();
     match sim.lock().certs.get_mut(&id) {
         Some(c) => {
             c.current.failed = false;

@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::io::Write as _;
 
+use jiff::{SignedDuration, Timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData as _, SanType, SerialNumber, SubjectPublicKeyInfo,
@@ -13,6 +14,7 @@ use rcgen::{
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509CertificationRequest};
 
 use crate::catalog::Brand;
+use crate::time::to_offset_date_time as to_time;
 
 use super::render::bytes_like::Bytes;
 
@@ -159,8 +161,8 @@ pub(crate) struct LeafSpec {
     /// Subject attributes to include (empty for DV).
     pub subject: Subject,
     pub spki: Vec<u8>,
-    pub not_before: chrono::DateTime<chrono::Utc>,
-    pub not_after: chrono::DateTime<chrono::Utc>,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
     pub serial: [u8; 16],
     /// File name stem of the ZIP members (`<stem>.p7b`, `<stem>.crt`).
     pub file_stem: String,
@@ -198,14 +200,14 @@ const BRANDS: [Brand; 7] = [
     Brand::RapidSsl,
 ];
 
-fn to_time(t: chrono::DateTime<chrono::Utc>) -> time::OffsetDateTime {
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+fn days(n: i64) -> SignedDuration {
+    SignedDuration::from_hours(n * 24)
 }
 
 impl Ca {
     /// Makes a fresh root and one intermediate per brand.
     pub(crate) fn new() -> Result<Ca, String> {
-        let now = chrono::Utc::now();
+        let now = Timestamp::now();
         let e = |e: rcgen::Error| e.to_string();
         let root_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(e)?;
         let mut root = CertificateParams::default();
@@ -215,8 +217,8 @@ impl Ca {
         root.distinguished_name = root_dn;
         root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        root.not_before = to_time(now - chrono::Duration::days(1));
-        root.not_after = to_time(now + chrono::Duration::days(365 * 20));
+        root.not_before = to_time(now - days(1));
+        root.not_after = to_time(now + days(365 * 20));
         root.serial_number = Some(SerialNumber::from_slice(&[0x01, 0x5a]));
         let root_cert = root.self_signed(&root_key).map_err(e)?;
         let root_issuer = Issuer::new(root, root_key);
@@ -231,8 +233,8 @@ impl Ca {
             p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             p.key_usages =
                 vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-            p.not_before = to_time(now - chrono::Duration::days(1));
-            p.not_after = to_time(now + chrono::Duration::days(365 * 10));
+            p.not_before = to_time(now - days(1));
+            p.not_after = to_time(now + days(365 * 10));
             p.serial_number = Some(SerialNumber::from_slice(&[0x02, i as u8 + 1]));
             p.use_authority_key_identifier_extension = true;
             let cert = p.signed_by(&key, &root_issuer).map_err(e)?;
@@ -315,14 +317,14 @@ mod tests {
     use x509_parser::prelude::{X509Certificate, parse_x509_pem};
 
     fn spec(brand: Brand, spki: Vec<u8>) -> LeafSpec {
-        let now = chrono::Utc::now();
+        let now = Timestamp::now();
         LeafSpec {
             brand,
             names: vec!["*.example.com".into(), "example.com".into()],
             subject: Subject::default(),
             spki,
             not_before: now,
-            not_after: now + chrono::Duration::days(200),
+            not_after: now + days(200),
             serial: [0xab; 16],
             file_stem: "star.example.com".into(),
         }

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use jiff::Timestamp;
 
 use crate::catalog::{MultiDomain, Region};
+use crate::time::{add_months, ymd};
 
 use super::Sim;
 use super::ca;
@@ -13,7 +14,7 @@ use super::countries::COUNTRIES;
 use super::params::Params;
 use super::pricing::{addon_price, product_price};
 use super::render::{Answer, FileBody, Form, Refusal};
-use super::state::{Cert, CrtType, EnrollKind, Enrollment, Lang, ListFilter, add_months, item_label, leaf_names};
+use super::state::{Cert, CrtType, EnrollKind, Enrollment, Lang, ListFilter, item_label, leaf_names};
 use super::validate;
 
 /// Largest page the list serves, and the default.
@@ -22,8 +23,23 @@ const DEFAULT_PAGE: usize = 20;
 
 type Res = Result<Answer, Refusal>;
 
+/// Every `func` the simulator implements: `auth` and what [`call`] dispatches. Request counters
+/// always keep these under their own names.
+pub(crate) const FUNCS: [&str; 10] = [
+    "auth",
+    "certificate.order.csr",
+    "certificate.order.param",
+    "certificate.edit",
+    "certificate.file",
+    "certificate.reissue.step2",
+    "certificate.delete",
+    "certificate",
+    "certificate.filter",
+    "service.prolong",
+];
+
 /// Runs billing function `func` for the authenticated `account`.
-pub(crate) fn call(sim: &Sim, account: &str, func: &str, p: &Params, lang: Lang, now: DateTime<Utc>) -> Answer {
+pub(crate) fn call(sim: &Sim, account: &str, func: &str, p: &Params, lang: Lang, now: Timestamp) -> Answer {
     let result = match func {
         "certificate.order.csr" => order_csr(sim, account, p),
         "certificate.order.param" => order_param(sim, account, p, now),
@@ -49,7 +65,7 @@ pub(crate) fn auth(sim: &Sim, p: &Params) -> Answer {
         Some(account) if st.access_denied(&account) => Refusal::access().into(),
         Some(account) => {
             let session = format!("{:032x}", rand::random::<u128>());
-            st.open_session(account, session.clone());
+            st.open_session(account, session.clone(), std::time::Instant::now());
             Answer::Auth { session }
         }
         None => Refusal::auth().into(),
@@ -150,7 +166,7 @@ fn not_enough_money(price: super::Money, have: super::Money, currency: &str) -> 
 /// `certificate.order.param`: without `sok` the order form (showing the product's addon field,
 /// which is how a client can learn an addon code); with `sok=ok` the order. `skipbasket=on` pays
 /// from the balance at once; without it the order goes into the basket unpaid, and stays there.
-fn order_param(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
+fn order_param(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let region = region_of(sim, account);
     if !p.is("sok", "ok") {
         let (product, pricelist) = validate::pricelist(p, region)?;
@@ -233,7 +249,7 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res 
 }
 
 /// `certificate.edit`: the certificate's details, alt names in the billing's order.
-fn edit(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
+fn edit(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let elid = p.required("elid")?;
     let st = sim.lock();
     let c = st.cert_of(account, elid).ok_or_else(|| Refusal::no_such_elid(elid))?;
@@ -248,8 +264,8 @@ fn edit(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
         .field("crt_type", c.crt_type.as_str())
         .field("status", crt_status.to_string())
         .field("item_status", item_status.to_string())
-        .field("createdate", c.created.format("%Y-%m-%d").to_string())
-        .field("expiredate", c.expires.format("%Y-%m-%d").to_string())
+        .field("createdate", ymd(c.created))
+        .field("expiredate", ymd(c.expires))
         .field("remoteid", c.remoteid.clone().unwrap_or_default())
         .field("O", c.data.subject.o.clone().unwrap_or_default())
         .field("OU", c.data.subject.ou.clone().unwrap_or_default())
@@ -269,7 +285,7 @@ fn edit(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
 
 /// `certificate.file&type=crt`: the issued certificate; the previous one while a reissue or
 /// prolongation is in progress; `missed`/`file` before the first issue.
-fn file(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
+fn file(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let elid = p.required("elid")?;
     match p.required("type")? {
         "crt" => {}
@@ -297,7 +313,7 @@ fn file(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
 }
 
 /// `certificate.reissue.step2` in its three forms.
-fn reissue(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
+fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let elid = p.required("elid")?;
     if !p.is("sok", "ok") {
         let st = sim.lock();
@@ -416,7 +432,7 @@ fn page_param(p: &Params, name: &str, default: usize) -> Result<usize, Refusal> 
 }
 
 /// `certificate`: one page of the account's certificates through its sticky filter.
-fn list(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>, lang: Lang) -> Res {
+fn list(sim: &Sim, account: &str, p: &Params, now: Timestamp, lang: Lang) -> Res {
     let p_cnt = page_param(p, "p_cnt", DEFAULT_PAGE)?.min(MAX_PAGE);
     let p_num = page_param(p, "p_num", 1)?;
     Ok(Answer::List(sim.lock().list(account, p_cnt, p_num, now, lang)))
@@ -456,7 +472,7 @@ fn filter(sim: &Sim, account: &str, p: &Params) -> Res {
 }
 
 /// `service.prolong`: pays another period and re-enrolls the certificate.
-fn prolong(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
+fn prolong(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let elid = p.required("elid")?;
     let id: u64 = elid.trim().parse().unwrap_or(0);
     let mut st = sim.lock();
@@ -478,7 +494,7 @@ fn prolong(sim: &Sim, account: &str, p: &Params, now: DateTime<Utc>) -> Res {
                 ("elid".into(), c.id.to_string()),
                 ("period".into(), c.period.to_string()),
                 ("cost".into(), price_for(c, c.period).to_string()),
-                ("expiredate".into(), c.expires.format("%Y-%m-%d").to_string()),
+                ("expiredate".into(), ymd(c.expires)),
             ],
             slist: vec![period_list()],
         };

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use jiff::{SignedDuration, Timestamp};
 
 use super::render::{Answer, Refusal};
 use super::state::{Lang, crt, item};
@@ -25,7 +25,7 @@ fn sim() -> Arc<Sim> {
     build(config).unwrap().0
 }
 
-fn call(sim: &Sim, account: &str, func: &str, pairs: &[(String, String)], now: DateTime<Utc>) -> Answer {
+fn call(sim: &Sim, account: &str, func: &str, pairs: &[(String, String)], now: Timestamp) -> Answer {
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let p = super::params::Params::from_pairs(&refs);
     funcs::call(sim, account, func, &p, Lang::En, now)
@@ -93,7 +93,7 @@ fn model(a: &Answer, key: &str) -> String {
 #[test]
 fn a_generated_order_is_charged_and_issued_over_time() {
     let s = sim();
-    let t0 = Utc::now();
+    let t0 = Timestamp::now();
     let generated = call(
         &s,
         RU,
@@ -132,7 +132,7 @@ fn a_generated_order_is_charged_and_issued_over_time() {
     order.extend(funcs::contact_pairs().into_iter().map(|(k, v)| (k.to_owned(), v)));
     let id = ordered_id(call(&s, RU, "certificate.order.param", &order, t0));
     assert_eq!(balance(&s, RU), Money::from_units(100_000 - 12_900));
-    let at = |secs: i64| t0 + chrono::Duration::seconds(secs);
+    let at = |secs: i64| t0 + SignedDuration::from_secs(secs);
     let statuses = |now| s.lock().certs[&id.parse::<u64>().unwrap()].statuses(now);
     assert_eq!(statuses(at(0)), (item::ORDERED, crt::REQUESTED));
     assert_eq!(statuses(at(4)), (item::PROCESSING, crt::ENROLLED));
@@ -154,7 +154,7 @@ fn a_generated_order_is_charged_and_issued_over_time() {
 #[test]
 fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing() {
     let s = sim();
-    let now = Utc::now();
+    let now = Timestamp::now();
     let base = manual_order("55324", "a.example.com");
     let (other_csr, other_key) = csr_for(&["a.example.com"]);
     let (_, foreign_key) = csr_for(&["a.example.com"]);
@@ -289,7 +289,7 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
 #[test]
 fn wildcard_products_need_a_wildcard_and_the_base_domain_gets_the_approver() {
     let s = sim();
-    let now = Utc::now();
+    let now = Timestamp::now();
     let r = refused(call(&s, RU, "certificate.order.param", &manual_order("55325", "plain.example.com"), now));
     assert_eq!((r.kind, r.object.as_str()), ("value", "CN"));
     let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("55325", "*.example.com"), now));
@@ -299,7 +299,7 @@ fn wildcard_products_need_a_wildcard_and_the_base_domain_gets_the_approver() {
 #[test]
 fn a_low_balance_is_refused_with_the_amounts() {
     let s = sim();
-    let r = refused(call(&s, EU, "certificate.order.param", &manual_order("55348", "a.example.com"), Utc::now()));
+    let r = refused(call(&s, EU, "certificate.order.param", &manual_order("55348", "a.example.com"), Timestamp::now()));
     assert_eq!(r.kind, "not_enough_money");
     let param = |k: &str| r.params.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
     assert_eq!(
@@ -322,7 +322,7 @@ fn multi_domain_order(s: &Sim) -> String {
     ] {
         set(&mut p, k, v);
     }
-    ordered_id(call(s, RU, "certificate.order.param", &p, Utc::now()))
+    ordered_id(call(s, RU, "certificate.order.param", &p, Timestamp::now()))
 }
 
 #[test]
@@ -339,7 +339,7 @@ fn multi_domain_orders_check_addon_counts_and_codes() {
     ] {
         set(&mut p, k, v);
     }
-    let now = Utc::now();
+    let now = Timestamp::now();
     let mut wrong_count = p.clone();
     set(&mut wrong_count, "addon_55364", "1");
     assert_eq!(refused(call(&s, RU, "certificate.order.param", &wrong_count, now)).object, "addon_55364");
@@ -359,8 +359,8 @@ fn multi_domain_orders_check_addon_counts_and_codes() {
 fn reissues_follow_the_index_rules_of_each_form() {
     let s = sim();
     let id = multi_domain_order(&s);
-    let now = Utc::now();
-    let later = now + chrono::Duration::seconds(10);
+    let now = Timestamp::now();
+    let later = now + SignedDuration::from_secs(10);
     let base = kv(&[("elid", &id), ("sok", "ok"), ("approver_method", "auth_email")]);
     // oldrequest: indexes follow certificate.edit's altname order (b, c).
     let mut old = base.clone();
@@ -423,9 +423,9 @@ fn reissues_follow_the_index_rules_of_each_form() {
 #[test]
 fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
     let s = sim();
-    let t0 = Utc::now();
+    let t0 = Timestamp::now();
     let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), t0));
-    let at = |secs| t0 + chrono::Duration::seconds(secs);
+    let at = |secs| t0 + SignedDuration::from_secs(secs);
     let get = |now| match call(&s, RU, "certificate.file", &kv(&[("elid", &id), ("type", "crt")]), now) {
         Answer::File(f) => f.bytes,
         other => panic!("{other:?}"),
@@ -447,7 +447,7 @@ fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
 #[test]
 fn delete_hides_the_certificate_from_every_call_but_the_list_shows_it_deleted() {
     let s = sim();
-    let now = Utc::now();
+    let now = Timestamp::now();
     let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), now));
     let without_sok = call(&s, RU, "certificate.delete", &kv(&[("elid", &id)]), now);
     assert!(matches!(without_sok, Answer::Form(_)));
@@ -469,12 +469,12 @@ fn delete_hides_the_certificate_from_every_call_but_the_list_shows_it_deleted() 
 #[test]
 fn an_order_without_skipbasket_goes_into_the_basket_unpaid_and_never_issues() {
     let s = sim();
-    let now = Utc::now();
+    let now = Timestamp::now();
     let mut p = manual_order("2025", "a.example.com");
     unset(&mut p, "skipbasket");
     let id = ordered_id(call(&s, RU, "certificate.order.param", &p, now));
     assert_eq!(balance(&s, RU), Money::from_units(100_000));
-    let much_later = now + chrono::Duration::days(30);
+    let much_later = now + SignedDuration::from_hours(30 * 24);
     assert_eq!(s.lock().certs[&id.parse::<u64>().unwrap()].statuses(much_later), (item::ORDERED, crt::REQUESTED));
     let r = refused(call(&s, RU, "certificate.file", &kv(&[("elid", &id), ("type", "crt")]), much_later));
     assert_eq!(r.object, "file");
@@ -484,10 +484,10 @@ fn an_order_without_skipbasket_goes_into_the_basket_unpaid_and_never_issues() {
 #[test]
 fn prolong_charges_extends_and_re_enrolls() {
     let s = sim();
-    let t0 = Utc::now();
+    let t0 = Timestamp::now();
     let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), t0));
     let before = s.lock().certs[&id.parse::<u64>().unwrap()].expires;
-    let later = t0 + chrono::Duration::seconds(20);
+    let later = t0 + SignedDuration::from_secs(20);
     let bad = refused(call(&s, RU, "service.prolong", &kv(&[("elid", &id), ("sok", "ok"), ("period", "6")]), later));
     assert_eq!(bad.object, "period");
     assert!(matches!(
@@ -499,7 +499,7 @@ fn prolong_charges_extends_and_re_enrolls() {
         let c = &st.certs[&id.parse::<u64>().unwrap()];
         (c.expires, c.statuses(later))
     };
-    assert_eq!(expires, super::state::add_months(before, 24));
+    assert_eq!(expires, crate::time::add_months(before, 24));
     assert_eq!(statuses, (item::PROCESSING, crt::REQUESTED));
     assert_eq!(
         balance(&s, RU),
@@ -510,7 +510,7 @@ fn prolong_charges_extends_and_re_enrolls() {
 #[test]
 fn the_list_pages_and_the_sticky_filter_shortens_it_until_reset() {
     let s = sim();
-    let now = Utc::now();
+    let now = Timestamp::now();
     for i in 0..25 {
         ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", &format!("h{i}.example.com")), now));
     }
@@ -528,4 +528,54 @@ fn the_list_pages_and_the_sticky_filter_shortens_it_until_reset() {
     assert_eq!(page(&[]).p_elems, 11, "h1, h10..h19");
     call(&s, RU, "certificate.filter", &kv(&[("sok", "ok"), ("CN", "")]), now);
     assert_eq!(page(&[]).p_elems, 25);
+}
+
+#[test]
+fn subscription_periods_are_calendar_months_with_the_day_clamped() {
+    let s = sim();
+    let t = |text: &str| text.parse::<Timestamp>().unwrap();
+    let row = |id: &str| {
+        let st = s.lock();
+        let fields = &st.certs[&id.parse::<u64>().unwrap()].row.fields;
+        let get = |k: &str| fields.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone()).unwrap();
+        (get("createdate"), get("expiredate"))
+    };
+    let edit = |id: &str, now| call(&s, RU, "certificate.edit", &kv(&[("elid", id)]), now);
+    let prolong = |id: &str, period: &str, now| {
+        let answer = call(&s, RU, "service.prolong", &kv(&[("elid", id), ("sok", "ok"), ("period", period)]), now);
+        assert!(matches!(answer, Answer::Ok { .. }), "{answer:?}");
+    };
+
+    // Ordered late on a leap day: the dates are UTC calendar dates, and a year later has no
+    // February 29, so the period ends on the 28th; it stays clamped after a prolongation.
+    let leap = t("2024-02-29T23:30:00Z");
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), leap));
+    assert_eq!(row(&id), ("2024-02-29".into(), "2025-02-28".into()));
+    let answer = edit(&id, leap);
+    assert_eq!(
+        (model(&answer, "createdate"), model(&answer, "expiredate")),
+        ("2024-02-29".into(), "2025-02-28".into())
+    );
+    assert_eq!(s.lock().certs[&id.parse::<u64>().unwrap()].expires, t("2025-02-28T23:30:00Z"), "time of day kept");
+    prolong(&id, "24", leap + SignedDuration::from_secs(60));
+    assert_eq!(row(&id).1, "2027-02-28");
+    let form = call(&s, RU, "service.prolong", &kv(&[("elid", &id)]), leap);
+    assert_eq!(model(&form, "expiredate"), "2027-02-28");
+
+    // A lapsed subscription is prolonged from now, not from its old end.
+    let jan = t("2025-01-31T08:00:00Z");
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "b.example.com"), jan));
+    assert_eq!(row(&id), ("2025-01-31".into(), "2026-01-31".into()));
+    prolong(&id, "12", t("2026-03-31T12:00:00Z"));
+    assert_eq!(row(&id).1, "2027-03-31");
+}
+
+#[test]
+fn the_list_of_functions_is_what_call_dispatches() {
+    let s = sim();
+    let unknown = |func: &str| matches!(call(&s, RU, func, &[], Timestamp::now()), Answer::Refused(r) if r.kind == "missed" && r.object == "func");
+    for func in funcs::FUNCS.into_iter().filter(|f| *f != "auth") {
+        assert!(!unknown(func), "{func} is listed but not dispatched");
+    }
+    assert!(unknown("certificate.nonesuch"));
 }

@@ -109,7 +109,7 @@ fn process(sim: &Sim, func: &str, params: &Params, lang: Lang) -> (Answer, Optio
         let mut st = sim.lock();
         let account = match (params.get("authinfo"), params.get("auth")) {
             (Some(info), _) => info.split_once(':').and_then(|(email, password)| st.check_password(email, password)),
-            (None, Some(session)) => st.session_account(session),
+            (None, Some(session)) => st.session_account(session, Instant::now()),
             (None, None) => None,
         };
         st.count_request(func, account.as_deref());
@@ -121,7 +121,7 @@ fn process(sim: &Sim, func: &str, params: &Params, lang: Lang) -> (Answer, Optio
     if sim.lock().access_denied(&account) {
         return (Refusal::access().into(), Some(account));
     }
-    let answer = funcs::call(sim, &account, func, params, lang, chrono::Utc::now());
+    let answer = funcs::call(sim, &account, func, params, lang, jiff::Timestamp::now());
     if matches!(answer, Answer::Refused(_))
         && let Some(a) = sim.lock().accounts.get_mut(&account)
     {

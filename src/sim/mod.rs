@@ -171,8 +171,8 @@ pub fn default_addon_codes() -> Vec<AddonCode> {
 
 /// The shared simulator core.
 pub(crate) struct Sim {
-    pub issue_after: chrono::Duration,
-    pub validity: chrono::Duration,
+    pub issue_after: jiff::SignedDuration,
+    pub validity: jiff::SignedDuration,
     pub seed: u64,
     pub admin: bool,
     pub max_body_bytes: usize,
@@ -199,8 +199,8 @@ impl Sim {
     }
 }
 
-fn to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+fn to_signed(d: Duration) -> jiff::SignedDuration {
+    jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::MAX)
 }
 
 /// A running simulator. Dropping it stops the server.
@@ -271,8 +271,8 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
     let validity = config.validity.unwrap_or(MAX_VALIDITY).min(MAX_VALIDITY).max(Duration::from_secs(1));
     let (tx, rx) = watch::channel(false);
     let sim = Arc::new(Sim {
-        issue_after: to_chrono(issue_after),
-        validity: to_chrono(validity),
+        issue_after: to_signed(issue_after),
+        validity: to_signed(validity),
         seed: config.seed,
         admin: config.admin,
         max_body_bytes: config.max_body_bytes,

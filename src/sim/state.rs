@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use chrono::{DateTime, Duration as CDuration, Months, Utc};
+use jiff::{SignedDuration, Timestamp};
 
 use crate::catalog::{Product, Region, Validation};
 
@@ -96,8 +96,8 @@ pub(crate) struct Enrollment {
     pub kind: EnrollKind,
     /// 1 for the order, then one more per reissue or prolongation: makes serials unique.
     pub seq: u32,
-    pub started: DateTime<Utc>,
-    pub issue_at: DateTime<Utc>,
+    pub started: Timestamp,
+    pub issue_at: Timestamp,
     pub failed: bool,
     /// The leaf's DNS names: common name first (then the wildcard's base domain), then alt names.
     pub names: Vec<String>,
@@ -106,16 +106,16 @@ pub(crate) struct Enrollment {
 }
 
 impl Enrollment {
-    pub(crate) fn issued(&self, now: DateTime<Utc>) -> bool {
+    pub(crate) fn issued(&self, now: Timestamp) -> bool {
         !self.failed && now >= self.issue_at
     }
 
-    fn fraction_passed(&self, now: DateTime<Utc>, thirds: i32) -> bool {
-        let span = self.issue_at - self.started;
+    fn fraction_passed(&self, now: Timestamp, thirds: i32) -> bool {
+        let span = self.issue_at.duration_since(self.started);
         now >= self.started + span * thirds / 3
     }
 
-    pub(crate) fn crt_status(&self, now: DateTime<Utc>) -> u8 {
+    pub(crate) fn crt_status(&self, now: Timestamp) -> u8 {
         if self.failed {
             crt::FAILED
         } else if self.issued(now) {
@@ -127,7 +127,7 @@ impl Enrollment {
         }
     }
 
-    fn item_status(&self, now: DateTime<Utc>) -> u8 {
+    fn item_status(&self, now: Timestamp) -> u8 {
         let done = self.issued(now) || self.failed;
         match self.kind {
             EnrollKind::Reissue => item::ACTIVE,
@@ -195,8 +195,8 @@ pub(crate) struct Cert {
     /// The key, when the billing generated it (`crt_type=generate`) and it still matches the CSR.
     pub key: Option<String>,
     pub remoteid: Option<String>,
-    pub created: DateTime<Utc>,
-    pub expires: DateTime<Utc>,
+    pub created: Timestamp,
+    pub expires: Timestamp,
     /// Price of one period (what an order or a prolongation charged last).
     pub cost: Money,
     pub paid: bool,
@@ -212,7 +212,7 @@ pub(crate) struct Cert {
 
 impl Cert {
     /// (item status, certificate status) at `now`.
-    pub(crate) fn statuses(&self, now: DateTime<Utc>) -> (u8, u8) {
+    pub(crate) fn statuses(&self, now: Timestamp) -> (u8, u8) {
         let crt_status = self.current.crt_status(now);
         let item_status = if self.deleted {
             item::DELETED
@@ -234,8 +234,8 @@ impl Cert {
             ("CN", self.cn.clone()),
             ("pricelist", self.pricelist.to_string()),
             ("period", self.period.to_string()),
-            ("createdate", self.created.format("%Y-%m-%d").to_string()),
-            ("expiredate", self.expires.format("%Y-%m-%d").to_string()),
+            ("createdate", crate::time::ymd(self.created)),
+            ("expiredate", crate::time::ymd(self.expires)),
             ("cost", self.cost.to_string()),
         ];
         if let Some(r) = &self.remoteid {
@@ -255,17 +255,17 @@ impl Cert {
     }
 
     /// The enrollment `certificate.file` serves at `now`, if any was issued.
-    pub(crate) fn served(&self, now: DateTime<Utc>) -> Option<&Enrollment> {
+    pub(crate) fn served(&self, now: Timestamp) -> Option<&Enrollment> {
         if self.current.issued(now) { Some(&self.current) } else { self.previous.as_ref() }
     }
 
     /// The enrollment to keep as "previous" when a new one starts at `now`.
-    pub(crate) fn last_issued(&self, now: DateTime<Utc>) -> Option<Enrollment> {
+    pub(crate) fn last_issued(&self, now: Timestamp) -> Option<Enrollment> {
         self.served(now).cloned()
     }
 
     /// What the leaf of `e` is made of.
-    pub(crate) fn leaf_spec(&self, e: &Enrollment, validity: CDuration, seed: u64) -> LeafSpec {
+    pub(crate) fn leaf_spec(&self, e: &Enrollment, validity: SignedDuration, seed: u64) -> LeafSpec {
         use sha2::Digest as _;
         let subject = match self.product.validation {
             Validation::Dv => Subject::default(),
@@ -284,7 +284,7 @@ impl Cert {
             .finalize();
         let mut serial = [0u8; 16];
         serial.copy_from_slice(&digest[..16]);
-        let months_days = CDuration::days(i64::from(self.period) * 30);
+        let months_days = SignedDuration::from_hours(i64::from(self.period) * 30 * 24);
         LeafSpec {
             brand: self.product.brand,
             names: e.names.clone(),
@@ -354,8 +354,45 @@ struct Session {
     last_used: Instant,
 }
 
+impl Session {
+    fn expired(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.last_used) > SESSION_IDLE
+    }
+}
+
 /// A session lives one hour after its last use, as the billing's `auth` sessions do.
 const SESSION_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// The fewest sessions at which opening one first sweeps out the expired ones.
+const SESSION_SWEEP_MIN: usize = 64;
+
+/// Distinct `func` names one request counter map keeps. Once it has this many, further unknown
+/// names are counted together under [`OTHER_FUNCS`]; the simulator's own functions
+/// ([`super::funcs::FUNCS`]) are always counted under their own names.
+const MAX_FUNC_KEYS: usize = 48;
+/// The counter of unknown `func` names beyond [`MAX_FUNC_KEYS`].
+const OTHER_FUNCS: &str = "(other)";
+/// The counter of `func` names longer than [`MAX_FUNC_LEN`].
+const TOO_LONG_FUNC: &str = "(too long)";
+const MAX_FUNC_LEN: usize = 64;
+
+/// Counts one request of `func` in `counts`, which thus never holds more than
+/// `MAX_FUNC_KEYS + FUNCS.len() + 2` names: a client sending random names cannot grow it.
+fn count_func(counts: &mut BTreeMap<String, u64>, func: &str) {
+    let key = if func.len() > MAX_FUNC_LEN {
+        TOO_LONG_FUNC
+    } else if counts.len() < MAX_FUNC_KEYS || counts.contains_key(func) || super::funcs::FUNCS.contains(&func) {
+        func
+    } else {
+        OTHER_FUNCS
+    };
+    match counts.get_mut(key) {
+        Some(n) => *n += 1,
+        None => {
+            counts.insert(key.to_owned(), 1);
+        }
+    }
+}
 
 /// Certificates by id. Ids are handed out consecutively from [`FIRST_ID`], so a vector indexed by
 /// `id - FIRST_ID` finds one without hashing: the list walks 10,000 of them per request.
@@ -406,6 +443,9 @@ pub(crate) struct State {
     pub certs: Certs,
     next_id: u64,
     sessions: HashMap<String, Session>,
+    /// Opening a session sweeps out the expired ones once there are this many; the mark then
+    /// moves to twice the live sessions, so sweeping costs O(1) per session opened on average.
+    session_sweep_at: usize,
     /// Requests per `func`, authenticated or not.
     pub requests: BTreeMap<String, u64>,
     pub faults_applied: u64,
@@ -460,18 +500,24 @@ impl State {
         self.accounts.get(&key).filter(|a| a.password == password).map(|_| key)
     }
 
-    pub(crate) fn open_session(&mut self, account: String, id: String) {
-        self.sessions.insert(id, Session { account, last_used: Instant::now() });
+    /// Opens session `id` at `now`. Expired sessions are swept out here too, not only when
+    /// someone uses them: sessions nobody comes back for would otherwise pile up forever.
+    pub(crate) fn open_session(&mut self, account: String, id: String, now: Instant) {
+        if self.sessions.len() >= self.session_sweep_at {
+            self.sessions.retain(|_, s| !s.expired(now));
+            self.session_sweep_at = self.sessions.len().saturating_mul(2).max(SESSION_SWEEP_MIN);
+        }
+        self.sessions.insert(id, Session { account, last_used: now });
     }
 
-    /// The account of a live session, refreshing its idle timer.
-    pub(crate) fn session_account(&mut self, id: &str) -> Option<String> {
+    /// The account of a live session at `now`, refreshing its idle timer.
+    pub(crate) fn session_account(&mut self, id: &str, now: Instant) -> Option<String> {
         let s = self.sessions.get_mut(id)?;
-        if s.last_used.elapsed() > SESSION_IDLE {
+        if s.expired(now) {
             self.sessions.remove(id);
             return None;
         }
-        s.last_used = Instant::now();
+        s.last_used = now;
         Some(s.account.clone())
     }
 
@@ -488,7 +534,7 @@ impl State {
 
     /// One page of `account`'s list through its sticky filter. Statuses are computed only for the
     /// rows on the page unless the filter itself is by status.
-    pub(crate) fn list(&self, account: &str, p_cnt: usize, p_num: usize, now: DateTime<Utc>, lang: Lang) -> ListPage {
+    pub(crate) fn list(&self, account: &str, p_cnt: usize, p_num: usize, now: Timestamp, lang: Lang) -> ListPage {
         let Some(acct) = self.accounts.get(account) else {
             return ListPage { rows: Vec::new(), p_elems: 0, p_num, p_cnt };
         };
@@ -529,11 +575,9 @@ impl State {
 
     /// Counts a request of `func` (and, when known, for its account).
     pub(crate) fn count_request(&mut self, func: &str, account: Option<&str>) {
-        // Bounded keys: a client sending random func names must not grow the map without limit.
-        let key = if func.len() <= 64 { func } else { "(too long)" };
-        *self.requests.entry(key.to_owned()).or_default() += 1;
+        count_func(&mut self.requests, func);
         if let Some(a) = account.and_then(|a| self.accounts.get_mut(a)) {
-            *a.counters.requests.entry(key.to_owned()).or_default() += 1;
+            count_func(&mut a.counters.requests, func);
         }
     }
 }
@@ -543,21 +587,16 @@ pub(crate) fn region_of_currency(currency: &str) -> Region {
     if currency.eq_ignore_ascii_case("RUB") { Region::Russian } else { Region::Foreign }
 }
 
-/// `start + months`, saturating far in the future rather than failing.
-pub(crate) fn add_months(start: DateTime<Utc>, months: u32) -> DateTime<Utc> {
-    start.checked_add_months(Months::new(months)).unwrap_or(DateTime::<Utc>::MAX_UTC)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn enrollment(kind: EnrollKind, started: DateTime<Utc>, secs: i64) -> Enrollment {
+    fn enrollment(kind: EnrollKind, started: Timestamp, secs: i64) -> Enrollment {
         Enrollment {
             kind,
             seq: 1,
             started,
-            issue_at: started + CDuration::seconds(secs),
+            issue_at: started + SignedDuration::from_secs(secs),
             failed: false,
             names: vec!["a.example.com".into()],
             spki: Arc::new(Vec::new()),
@@ -567,9 +606,9 @@ mod tests {
 
     #[test]
     fn an_order_moves_ordered_processing_active_while_the_certificate_is_requested_enrolled_issued() {
-        let t0 = Utc::now();
+        let t0 = Timestamp::now();
         let e = enrollment(EnrollKind::Order, t0, 9);
-        let at = |s| t0 + CDuration::seconds(s);
+        let at = |s| t0 + SignedDuration::from_secs(s);
         assert_eq!((e.item_status(at(0)), e.crt_status(at(0))), (item::ORDERED, crt::REQUESTED));
         assert_eq!((e.item_status(at(4)), e.crt_status(at(4))), (item::PROCESSING, crt::ENROLLED));
         // Active before issued: the trap real CA modules set.
@@ -595,6 +634,54 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn request_counters_keep_a_bounded_number_of_func_names_but_always_their_own() {
+        use crate::sim::funcs::FUNCS;
+        const A: &str = "a@example.com";
+        let mut st = State::new();
+        assert!(st.add_account(A, "pw", Money::ZERO, "RUB"));
+        for i in 0..1000 {
+            st.count_request(&format!("junk{i}"), Some(A));
+        }
+        st.count_request(&"x".repeat(MAX_FUNC_LEN + 1), Some(A));
+        for func in FUNCS {
+            st.count_request(func, Some(A));
+        }
+        let bound = MAX_FUNC_KEYS + FUNCS.len() + 2;
+        for counts in [&st.requests, &st.accounts[A].counters.requests] {
+            assert!(counts.len() <= bound, "{} names kept", counts.len());
+            for func in FUNCS {
+                assert_eq!(counts.get(func), Some(&1), "{func}");
+            }
+            assert_eq!(counts.get("junk0"), Some(&1), "the first unknown names keep their own");
+            assert_eq!(counts.get(OTHER_FUNCS), Some(&(1000 - MAX_FUNC_KEYS as u64)));
+            assert_eq!(counts.get(TOO_LONG_FUNC), Some(&1));
+            assert_eq!(counts.values().sum::<u64>(), 1000 + 1 + FUNCS.len() as u64, "none lost");
+        }
+    }
+
+    #[test]
+    fn expired_sessions_are_swept_out_when_new_ones_open() {
+        let mut st = State::new();
+        let t0 = Instant::now();
+        let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+        for i in 0..200 {
+            st.open_session("a".into(), format!("old{i}"), t0);
+        }
+        // One old session is used again and so stays alive; the others are never used again.
+        assert_eq!(st.session_account("old7", t0 + minutes(50)).as_deref(), Some("a"));
+        let later = t0 + minutes(70);
+        for i in 0..200 {
+            st.open_session("a".into(), format!("new{i}"), later);
+        }
+        let mut old: Vec<&String> = st.sessions.keys().filter(|k| k.starts_with("old")).collect();
+        old.sort();
+        assert_eq!(old, ["old7"], "expired sessions are gone without being used");
+        assert_eq!(st.sessions.len(), 201);
+        assert_eq!(st.session_account("new0", later + minutes(59)).as_deref(), Some("a"));
+        assert_eq!(st.session_account("new1", later + minutes(61)), None);
     }
 
     #[test]
