@@ -128,7 +128,10 @@ pub async fn ensure(
             Ok(s) => s,
             Err(e) => return Ok(Flow::Stop(run.billing_stop(issuer, e, "looking for an order whose answer was lost"))),
         };
-        let since = crate::time::utc_date(attempt.started_at.0) - jiff::Span::new().days(1);
+        // A day's margin for clocks; `checked_sub` because the status is data anyone with the
+        // status subresource could have edited.
+        let started = crate::time::utc_date(attempt.started_at.0);
+        let since = started.checked_sub(jiff::Span::new().days(1)).unwrap_or(started);
         match find_order(&snapshot.rows, &attempt.remote_id, plan, since, &claimed) {
             Recovery::Found(id) => {
                 info!(certificate = %run.name, order = %id, "found the order of an interrupted attempt");
