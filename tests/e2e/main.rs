@@ -6,5 +6,6 @@ mod cli;
 mod deletion;
 mod healing;
 mod modes;
+mod no_secrets;
 mod replicas;
 mod support;

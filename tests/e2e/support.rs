@@ -2,6 +2,7 @@
 //! billing simulator over real HTTP, and the operator running in-process on that namespace.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ispcert::controller::{self, Metrics, Settings};
@@ -46,6 +47,7 @@ impl Env {
 
     /// The namespace and the simulator; the test runs operators of its own.
     pub async fn without_operator(prefix: &str, config: SimConfig) -> Env {
+        capture_logs();
         let cp = ispcert::testbed::shared().await.expect("the shared control plane starts");
         let client = cp.client().await.expect("a client for the control plane");
         let ns = cp.create_namespace(prefix).await.expect("a namespace");
@@ -256,6 +258,48 @@ impl Drop for Env {
             task.abort();
         }
     }
+}
+
+/// Everything logged in this test binary, kept in memory.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+static LOG: OnceLock<Captured> = OnceLock::new();
+
+/// Installs, once per test binary and before any operator runs, a subscriber that keeps every
+/// line the operators, the simulators and the kube client log, as verbose as a user debugging
+/// the operator would set it, so that tests can look for what must never be logged. kube stays
+/// at debug: at trace its watch lines more than double the CPU time of this binary's tests, and
+/// the replica tests' own processes then miss their deadlines.
+fn capture_logs() {
+    LOG.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(
+                "ispcert=trace,kube_client=debug,kube_runtime=debug,warn",
+            ))
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init()
+            .expect("no other subscriber in the e2e binary");
+        captured
+    });
+}
+
+/// What has been logged in this test binary so far.
+pub fn captured_log() -> String {
+    LOG.get().map(|c| String::from_utf8_lossy(&c.0.lock().unwrap()).into_owned()).unwrap_or_default()
 }
 
 /// Whether a condition of `type_` has `status`.
