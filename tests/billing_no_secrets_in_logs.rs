@@ -10,6 +10,10 @@ use ispcert::billing::{Approvers, BillingClient, Contact, Credentials, OrderKey,
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
 use ispcert::sim::{self, AccountSpec, Money, SimConfig};
 
+#[path = "common/log_capture.rs"]
+mod log_capture;
+use log_capture::LogCapture;
+
 const EMAIL: &str = "buyer@example.com";
 const PASSWORD: &str = "pa55-w0rd-never-logged";
 
@@ -36,20 +40,6 @@ fn order(pricelist: u32, cn: &str) -> OrderRequest {
         tech: contact,
         key: OrderKey::Csr(keys::csr(&key, cn, &[], &CsrSubject::default()).unwrap()),
         remote_id: None,
-    }
-}
-
-/// A writer that keeps everything logged.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -93,11 +83,8 @@ async fn no_password_in_logs_or_urls() {
     let front = format!("http://{}/billmgr", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber =
-        tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(move || writer.clone()).finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let logs = LogCapture::default();
+    let _guard = tracing::subscriber::set_default(logs.subscriber("trace"));
 
     let client =
         BillingClient::new(http_pool(Duration::from_secs(5)), &front, Credentials::new(EMAIL, PASSWORD)).unwrap();
@@ -115,7 +102,7 @@ async fn no_password_in_logs_or_urls() {
     let e = wrong.verify_access().await.unwrap_err();
     assert!(!format!("{e} {e:?} {client:?} {wrong:?}").contains(PASSWORD));
 
-    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    let logs = logs.text();
     assert!(logs.contains("billing request"), "the client logs its calls: {logs}");
     assert!(!logs.contains(PASSWORD), "a password in the logs: {logs}");
     let seen = seen.lock().unwrap();

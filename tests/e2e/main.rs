@@ -5,6 +5,8 @@ mod bad_input;
 mod cli;
 mod deletion;
 mod healing;
+#[path = "../common/log_capture.rs"]
+mod log_capture;
 mod modes;
 mod no_secrets;
 mod replicas;

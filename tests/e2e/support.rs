@@ -2,7 +2,7 @@
 //! billing simulator over real HTTP, and the operator running in-process on that namespace.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use ispcert::controller::{self, Metrics, Settings};
@@ -17,6 +17,8 @@ use kube::{Api, ResourceExt};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::watch;
+
+use crate::log_capture::LogCapture;
 
 pub const EMAIL: &str = "team@example.com";
 pub const PASSWORD: &str = "correct-horse-battery";
@@ -260,21 +262,7 @@ impl Drop for Env {
     }
 }
 
-/// Everything logged in this test binary, kept in memory.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-static LOG: OnceLock<Captured> = OnceLock::new();
+static LOG: OnceLock<LogCapture> = OnceLock::new();
 
 /// Installs, once per test binary and before any operator runs, a subscriber that keeps every
 /// line the operators, the simulators and the kube client log, as verbose as a user debugging
@@ -283,23 +271,18 @@ static LOG: OnceLock<Captured> = OnceLock::new();
 /// the replica tests' own processes then miss their deadlines.
 fn capture_logs() {
     LOG.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(
-                "ispcert=trace,kube_client=debug,kube_runtime=debug,warn",
-            ))
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .try_init()
-            .expect("no other subscriber in the e2e binary");
+        let captured = LogCapture::default();
+        tracing::subscriber::set_global_default(
+            captured.subscriber("ispcert=trace,kube_client=debug,kube_runtime=debug,warn"),
+        )
+        .expect("no other subscriber in the e2e binary");
         captured
     });
 }
 
 /// What has been logged in this test binary so far.
 pub fn captured_log() -> String {
-    LOG.get().map(|c| String::from_utf8_lossy(&c.0.lock().unwrap()).into_owned()).unwrap_or_default()
+    LOG.get().map(LogCapture::text).unwrap_or_default()
 }
 
 /// Whether a condition of `type_` has `status`.
