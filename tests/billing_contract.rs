@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ispcert::billing::{
-    Approvers, BillingClient, BillingError, Contact, Credentials, CsrRequest, OrderKey, OrderRequest, Reissue, Subject,
-    TransportKind, http_pool,
+    Approvers, BillingClient, BillingError, Contact, Credentials, CsrRequest, OrderKey, OrderRequest, Reissue, Retry,
+    Subject, TransportKind, http_pool,
 };
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
 use ispcert::sim::{self, AccountSpec, FaultKind, FaultSpec, Money, RunningSim, SimConfig};
@@ -295,6 +295,16 @@ async fn every_error_class_is_typed() {
     admin.add_fault(&FaultSpec::new(FaultKind::Timeout).times(1)).await.unwrap();
     let e = quick.verify_access().await.unwrap_err();
     assert!(matches!(e, BillingError::Transport { kind: TransportKind::Timeout, sent: true, .. }), "{e:?}");
+    assert!(!e.may_have_charged() && e.retry() == Retry::Soon, "a read that timed out spent nothing: {e:?}");
+    // An order whose answer is lost after the billing charged: never to be simply repeated.
+    let orders_before = admin.stats().await.unwrap().account(EMAIL).orders;
+    admin
+        .add_fault(&FaultSpec::new(FaultKind::Timeout).on_func("certificate.order.param").after_commit().times(1))
+        .await
+        .unwrap();
+    let e = quick.order(&req).await.unwrap_err();
+    assert!(e.may_have_charged() && e.retry() == Retry::CheckFirst, "{e:?}");
+    assert_eq!(admin.stats().await.unwrap().account(EMAIL).orders, orders_before + 1, "the lost order was placed");
     admin.add_fault(&FaultSpec::new(FaultKind::Slow { delay_ms: 100 }).times(1)).await.unwrap();
     quick.verify_access().await.unwrap();
 

@@ -22,6 +22,8 @@ pub const DEFAULT_URL: &str = "https://api.ispmanager.com/billmgr";
 const PAGE_SIZE: usize = 1000;
 /// A bound on paging, so a billing that never stops answering pages cannot loop us forever.
 const MAX_PAGES: usize = 1000;
+/// The largest answer read: a full list page of 1,000 rows or a certificate bundle is far below it.
+const MAX_ANSWER_BYTES: usize = 16 << 20;
 
 /// Builds the one HTTP connection pool every billing client of a process shares.
 pub fn http_pool(timeout: Duration) -> reqwest::Client {
@@ -111,7 +113,7 @@ impl BillingClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.to_ascii_lowercase().contains("text/html"));
-        let body = response.bytes().await.map_err(|e| self.scrub(self.transport(e)))?;
+        let body = self.read_body(response).await?;
         debug!(func, status = status.as_u16(), bytes = body.len(), "billing answer");
         if !status.is_success() {
             return Err(BillingError::transport(TransportKind::Status(status.as_u16()), ""));
@@ -119,7 +121,29 @@ impl BillingClient {
         if is_html && decode::looks_like_html(&body) {
             return Err(BillingError::transport(TransportKind::Html, ""));
         }
-        Ok(body.to_vec())
+        Ok(body)
+    }
+
+    /// Reads an answer of at most [`MAX_ANSWER_BYTES`]: a broken billing or proxy that streams
+    /// without end must not take the operator's memory.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Vec<u8>, BillingError> {
+        let too_large = || {
+            BillingError::transport(
+                TransportKind::Unparsable,
+                format!("an answer larger than {} MiB", MAX_ANSWER_BYTES >> 20),
+            )
+        };
+        if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(|e| self.scrub(self.transport(e)))? {
+            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
     }
 
     fn transport(&self, e: reqwest::Error) -> BillingError {
@@ -135,9 +159,9 @@ impl BillingClient {
         BillingError::transport(kind, e.without_url().to_string())
     }
 
-    /// Keeps billing-supplied text free of the credentials.
+    /// Keeps billing-supplied text free of the credentials, then short.
     fn scrub(&self, e: BillingError) -> BillingError {
-        e.map_text(|t| self.credentials.scrub(&t))
+        e.map_text(|t| self.credentials.scrub(&t)).clipped()
     }
 
     async fn call(&self, func: &str, params: Vec<(String, String)>) -> Result<Value, BillingError> {
@@ -171,8 +195,8 @@ impl BillingClient {
     /// as a possibly placed order.
     pub async fn order(&self, request: &OrderRequest) -> Result<String, BillingError> {
         let params = request.params()?;
-        let answer = self.call("certificate.order.param", params).await?;
-        decode::order_id(&answer)
+        let answer = self.call("certificate.order.param", params).await.map_err(BillingError::in_paid_call)?;
+        decode::order_id(&answer).map_err(BillingError::in_paid_call)
     }
 
     /// Downloads the issued certificate (`certificate.file`, `type=crt`), leaf first.
@@ -224,8 +248,8 @@ impl BillingClient {
     /// Renews a subscription (`service.prolong`). This spends money.
     pub async fn prolong(&self, elid: &str, period: u32) -> Result<(), BillingError> {
         let params = vec![elid_param(elid)?, ("period".into(), period.to_string()), ("sok".into(), "ok".into())];
-        let answer = self.call("service.prolong", params).await?;
-        decode::ok(&answer)
+        let answer = self.call("service.prolong", params).await.map_err(BillingError::in_paid_call)?;
+        decode::ok(&answer).map_err(BillingError::in_paid_call)
     }
 
     /// Clears the account's sticky list filter, which would otherwise silently shorten the list.

@@ -6,10 +6,6 @@ use serde_json::Value;
 
 use super::error::{BillingError, TransportKind};
 
-/// The longest billing message we keep; longer text is cut, so a hostile or broken answer cannot
-/// fill conditions and events.
-const MAX_MESSAGE: usize = 300;
-
 /// Reads a scalar that may arrive as `"s"`, a number, `{"v": "s"}`, `{"$": "s"}` or a
 /// one-element array of any of these.
 pub fn scalar(v: &Value) -> Option<String> {
@@ -50,22 +46,12 @@ pub fn unwrap_doc(v: Value) -> Value {
     }
 }
 
-fn clip(s: String) -> String {
-    if s.chars().count() <= MAX_MESSAGE {
-        s
-    } else {
-        let mut cut: String = s.chars().take(MAX_MESSAGE).collect();
-        cut.push('…');
-        cut
-    }
-}
-
 /// The typed error of an `error` node, if the answer carries one.
 pub fn error_of(answer: &Value) -> Option<BillingError> {
     let e = field(answer, "error")?;
     let kind = text(e, "type").unwrap_or_else(|| "unknown".to_string());
     let object = text(e, "object").unwrap_or_default();
-    let message = clip(text(e, "msg").or_else(|| scalar(e)).unwrap_or_default());
+    let message = text(e, "msg").or_else(|| scalar(e)).unwrap_or_default();
     Some(BillingError::classify(&kind, &object, message, |name| error_param(e, name)))
 }
 
@@ -83,14 +69,14 @@ fn error_param(e: &Value, name: &str) -> Option<String> {
         Value::Object(_) => text(params, name),
         _ => None,
     }
-    .map(clip)
 }
 
 fn starts_with_ci(haystack: &[u8], needle: &str) -> bool {
     haystack.len() >= needle.len() && haystack[..needle.len()].eq_ignore_ascii_case(needle.as_bytes())
 }
 
-fn trim_start(body: &[u8]) -> &[u8] {
+/// The body without a UTF-8 byte order mark and leading whitespace.
+pub(crate) fn trim_start(body: &[u8]) -> &[u8] {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
     &body[start..]
@@ -140,6 +126,9 @@ pub fn xml_error(body: &[u8]) -> Option<BillingError> {
     let mut message = String::new();
     let mut params: Vec<(String, String)> = Vec::new();
     let mut current: Option<String> = None; // "msg" or "param:<name>"
+    // The text of the current element: quick-xml hands text over in pieces, each entity or
+    // character reference (`&amp;`, `&#38;`) as its own event.
+    let mut value = String::new();
     let attr = |e: &quick_xml::events::BytesStart<'_>, name: &str| -> Option<String> {
         let a = e.attributes().flatten().find(|a| AsRef::<str>::as_ref(&a.key) == name)?;
         a.normalized_value(quick_xml::XmlVersion::Implicit1_0).ok().map(|v| v.into_owned())
@@ -152,23 +141,42 @@ pub fn xml_error(body: &[u8]) -> Option<BillingError> {
                     kind = attr(&e, "type");
                     object = attr(&e, "object").unwrap_or_default();
                 }
-                "msg" if in_error => current = Some("msg".into()),
-                "param" if in_error => current = attr(&e, "name").map(|n| format!("param:{n}")),
+                "msg" if in_error => {
+                    current = Some("msg".into());
+                    value.clear();
+                }
+                "param" if in_error => {
+                    current = attr(&e, "name").map(|n| format!("param:{n}"));
+                    value.clear();
+                }
                 _ => {}
             },
-            Ok(Event::Text(t)) => {
-                if let Some(slot) = &current {
-                    let value = t.xml10_content().trim().to_string();
-                    if slot == "msg" {
-                        message.push_str(&value);
-                    } else if let Some(name) = slot.strip_prefix("param:") {
-                        params.push((name.to_string(), value));
+            Ok(Event::Text(t)) if current.is_some() => value.push_str(&t.xml10_content()),
+            Ok(Event::CData(t)) if current.is_some() => value.push_str(&t.into_inner()),
+            Ok(Event::GeneralRef(r)) if current.is_some() => match r.resolve_char_ref() {
+                Ok(Some(c)) => value.push(c),
+                _ => match quick_xml::escape::resolve_predefined_entity(&r) {
+                    Some(resolved) => value.push_str(resolved),
+                    None => {
+                        value.push('&');
+                        value.push_str(&r);
+                        value.push(';');
                     }
-                }
-            }
+                },
+            },
             Ok(Event::End(e)) => match AsRef::<str>::as_ref(&e.name()) {
                 "error" => break,
-                "msg" | "param" => current = None,
+                "msg" | "param" => {
+                    if let Some(slot) = current.take() {
+                        let text = value.trim().to_string();
+                        if slot == "msg" {
+                            message.push_str(&text);
+                        } else if let Some(name) = slot.strip_prefix("param:") {
+                            params.push((name.to_string(), text));
+                        }
+                    }
+                    value.clear();
+                }
                 _ => {}
             },
             Ok(Event::Eof) | Err(_) => break,
@@ -180,8 +188,8 @@ pub fn xml_error(body: &[u8]) -> Option<BillingError> {
         return None;
     }
     let kind = kind.unwrap_or_else(|| "unknown".into());
-    Some(BillingError::classify(&kind, &object, clip(message), |name| {
-        params.iter().find(|(n, _)| n == name).map(|(_, v)| clip(v.clone()))
+    Some(BillingError::classify(&kind, &object, message, |name| {
+        params.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone())
     }))
 }
 
@@ -199,7 +207,8 @@ pub fn order_id(answer: &Value) -> Result<String, BillingError> {
     let id = text(answer, "id").map(|s| s.trim().to_string());
     match id {
         Some(id) if is_plausible_id(&id) => Ok(id),
-        // `sent: true` on purpose: the billing may well have charged without telling us the id.
+        // A transport error on purpose: the billing may well have charged without telling us the
+        // id, and `BillingClient::order` marks it as from a paid call.
         _ => Err(BillingError::transport(TransportKind::Unparsable, "the order answer carries no service id")),
     }
 }
@@ -412,7 +421,7 @@ mod tests {
         assert_eq!(order_id(&json!({"ok": true, "id": {"v": "4711"}})).unwrap(), "4711");
         assert_eq!(order_id(&json!({"id": "12"})).unwrap(), "12");
         let missing = order_id(&json!({"ok": true})).unwrap_err();
-        assert!(missing.may_have_charged());
+        assert!(missing.in_paid_call().may_have_charged());
         assert!(order_id(&json!({"id": "../x"})).is_err());
     }
 

@@ -20,10 +20,8 @@ fn unparsable(detail: impl Into<String>) -> BillingError {
 
 /// The certificates of a download body, DER each, in the order they came.
 pub fn certificates(body: &[u8]) -> Result<Vec<Vec<u8>>, BillingError> {
-    let trimmed = {
-        let start = body.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(body.len());
-        &body[start..]
-    };
+    // A text body may carry a UTF-8 byte order mark; ZIP and DER bodies never start with one.
+    let trimmed = decode::trim_start(body);
     let found = if trimmed.starts_with(b"PK\x03\x04") {
         from_zip(trimmed)?
     } else if trimmed.starts_with(b"-----BEGIN") {
@@ -215,6 +213,8 @@ mod tests {
         assert_eq!(certificates(not_yet), Err(BillingError::NotIssuedYet));
         let xml = br#"<doc><error type="value" object="elid"/></doc>"#;
         assert!(matches!(certificates(xml), Err(BillingError::NotFound { .. })));
+        let with_bom = b"\xEF\xBB\xBF {\"error\": {\"type\": \"value\", \"object\": \"elid\"}}";
+        assert!(matches!(certificates(with_bom), Err(BillingError::NotFound { .. })), "a byte order mark is skipped");
         assert!(matches!(certificates(b"hello"), Err(BillingError::Transport { .. })));
         assert!(matches!(certificates(b"{}"), Err(BillingError::Transport { .. })));
     }

@@ -2,6 +2,9 @@
 
 use std::fmt;
 
+/// The longest billing text an error keeps (see [`BillingError::clipped`]).
+pub const MAX_MESSAGE: usize = 300;
+
 /// What retrying the same call can achieve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Retry {
@@ -11,6 +14,10 @@ pub enum Retry {
     AfterUserAction,
     /// The same request will fail the same way.
     Never,
+    /// A call that spends money (an order, a prolongation) may have gone through without its
+    /// answer reaching us: find out whether it did (the certificate list) before repeating it.
+    /// Repeating it blindly can charge twice.
+    CheckFirst,
 }
 
 /// How a request failed before the billing could answer with a document.
@@ -102,6 +109,8 @@ pub enum BillingError {
         kind: TransportKind,
         /// Whether the request may have reached the billing. Only `Connect` proves it did not.
         sent: bool,
+        /// Whether the call spends money (`certificate.order.param`, `service.prolong`).
+        paid: bool,
         detail: String,
     },
 }
@@ -124,6 +133,10 @@ impl BillingError {
             "value" if object == "elid" => BillingError::NotFound { object: object_owned },
             "value" => BillingError::InvalidField { field: object_owned, message },
             "missed" if object == "file" => BillingError::NotIssuedYet,
+            // An unknown function: nothing the user left out, so not a missing field.
+            "missed" if object == "func" => {
+                BillingError::Other { kind: kind.to_string(), object: object_owned, message }
+            }
             "missed" => BillingError::MissingField { field: object_owned, message },
             "not_enough_money" => BillingError::NotEnoughMoney(Shortfall {
                 amount: param("amount"),
@@ -152,18 +165,45 @@ impl BillingError {
             NotFound { object } => NotFound { object: f(object) },
             Other { kind, object, message } => Other { kind: f(kind), object: f(object), message: f(message) },
             InvalidRequest(m) => InvalidRequest(f(m)),
-            Transport { kind, sent, detail } => Transport { kind, sent, detail: f(detail) },
+            Transport { kind, sent, paid, detail } => Transport { kind, sent, paid, detail: f(detail) },
             e @ (Auth | NotIssuedYet) => e,
         }
     }
 
+    /// The same error with every text field cut to [`MAX_MESSAGE`] characters, so that a hostile
+    /// or broken answer cannot fill conditions and events. Cut only after the credentials are
+    /// scrubbed: a cut through an echoed password would leave a prefix that no longer matches it.
+    pub fn clipped(self) -> Self {
+        self.map_text(|s| {
+            if s.chars().count() <= MAX_MESSAGE {
+                s
+            } else {
+                let mut cut: String = s.chars().take(MAX_MESSAGE).collect();
+                cut.push('…');
+                cut
+            }
+        })
+    }
+
     pub fn transport(kind: TransportKind, detail: impl Into<String>) -> Self {
-        BillingError::Transport { kind, sent: kind != TransportKind::Connect, detail: detail.into() }
+        BillingError::Transport { kind, sent: kind != TransportKind::Connect, paid: false, detail: detail.into() }
+    }
+
+    /// The same error, known to come from a call that spends money: a transport failure then
+    /// means the money may be gone (see [`BillingError::may_have_charged`]).
+    pub fn in_paid_call(self) -> Self {
+        match self {
+            BillingError::Transport { kind, sent, detail, .. } => {
+                BillingError::Transport { kind, sent, paid: true, detail }
+            }
+            e => e,
+        }
     }
 
     /// Whether retrying the same call can help, and when.
     pub fn retry(&self) -> Retry {
         match self {
+            e if e.may_have_charged() => Retry::CheckFirst,
             BillingError::Transport { kind: TransportKind::Status(code), .. } => {
                 if *code >= 500 || *code == 429 || *code == 408 { Retry::Soon } else { Retry::Never }
             }
@@ -180,11 +220,11 @@ impl BillingError {
         }
     }
 
-    /// Whether a failed *order* may nonetheless have been placed and charged. True only when the
-    /// request may have reached the billing and no answer proved otherwise; such an order must be
-    /// looked for in the certificate list before anything is ordered again.
+    /// Whether a failed call that spends money may nonetheless have been carried out and charged.
+    /// True only when the request may have reached the billing and no answer proved otherwise;
+    /// such an order must be looked for in the certificate list before anything is ordered again.
     pub fn may_have_charged(&self) -> bool {
-        matches!(self, BillingError::Transport { sent: true, .. })
+        matches!(self, BillingError::Transport { sent: true, paid: true, .. })
     }
 
     /// A short stable name for metrics labels and condition reasons.
@@ -226,6 +266,10 @@ mod tests {
         ));
         assert_eq!(BillingError::classify("missed", "file", "x".into(), no_param), BillingError::NotIssuedYet);
         assert!(matches!(
+            BillingError::classify("missed", "func", "x".into(), no_param),
+            BillingError::Other { kind, object, .. } if kind == "missed" && object == "func"
+        ));
+        assert!(matches!(
             BillingError::classify("exists", "", "x".into(), no_param),
             BillingError::Other { kind, .. } if kind == "exists"
         ));
@@ -254,12 +298,24 @@ mod tests {
     }
 
     #[test]
-    fn only_sent_transport_failures_may_have_charged() {
-        assert!(!BillingError::transport(TransportKind::Connect, "").may_have_charged());
-        assert!(BillingError::transport(TransportKind::Timeout, "").may_have_charged());
-        assert!(BillingError::transport(TransportKind::Status(502), "").may_have_charged());
-        assert!(!BillingError::Auth.may_have_charged());
-        assert!(!BillingError::NotEnoughMoney(Shortfall::default()).may_have_charged());
+    fn only_sent_transport_failures_of_paid_calls_may_have_charged() {
+        let paid = |kind| BillingError::transport(kind, "").in_paid_call();
+        assert!(!paid(TransportKind::Connect).may_have_charged());
+        assert!(paid(TransportKind::Timeout).may_have_charged());
+        assert!(paid(TransportKind::Status(502)).may_have_charged());
+        assert!(!BillingError::transport(TransportKind::Timeout, "").may_have_charged(), "a read spends nothing");
+        assert!(!BillingError::Auth.in_paid_call().may_have_charged());
+        assert!(!BillingError::NotEnoughMoney(Shortfall::default()).in_paid_call().may_have_charged());
+    }
+
+    #[test]
+    fn a_paid_call_that_may_have_gone_through_is_never_simply_retried() {
+        for kind in [TransportKind::Timeout, TransportKind::Status(502), TransportKind::Body, TransportKind::Unparsable]
+        {
+            assert_eq!(BillingError::transport(kind, "").in_paid_call().retry(), Retry::CheckFirst, "{kind}");
+        }
+        assert_eq!(BillingError::transport(TransportKind::Connect, "").in_paid_call().retry(), Retry::Soon);
+        assert_eq!(BillingError::transport(TransportKind::Timeout, "").retry(), Retry::Soon);
     }
 
     #[test]

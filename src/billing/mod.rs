@@ -12,7 +12,7 @@ mod request;
 pub use client::{BillingClient, DEFAULT_URL, http_pool, parse_endpoint};
 pub use credentials::Credentials;
 pub use decode::{CertificateDetails, CertificateRow, Country};
-pub use error::{BillingError, Retry, Shortfall, TransportKind};
+pub use error::{BillingError, MAX_MESSAGE, Retry, Shortfall, TransportKind};
 pub use request::{
     APPROVER_MAILBOXES, Approvers, BillingKeyPair, Contact, CsrRequest, OrderKey, OrderRequest, Reissue, Subject,
     is_allowed_approver, mailbox_domain,
