@@ -63,7 +63,7 @@ fn explain(e: &BillingError) -> String {
     }
 }
 
-pub async fn countries(args: &AccountArgs, product: &str) -> ExitCode {
+pub async fn countries(args: &AccountArgs, product: &str, region: Region) -> ExitCode {
     let client = match client(args) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -71,7 +71,7 @@ pub async fn countries(args: &AccountArgs, product: &str) -> ExitCode {
     let Some(found) = catalog::lookup(product) else {
         return fail(format!("unknown product {product:?}; `ispcert catalog` lists them"));
     };
-    match client.countries(found.product.pricelist(found.region_of_id.unwrap_or(Region::Russian)), 12).await {
+    match client.countries(found.product.pricelist(found.region_of_id.unwrap_or(region)), 12).await {
         Ok(list) => {
             println!("{:<6} NAME", "ID");
             for c in list {

@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use ispcert::sim::{AccountSpec, Money};
+
 use crate::support::*;
 
 async fn kubectl_paths() -> (PathBuf, PathBuf) {
@@ -46,9 +48,13 @@ async fn kubectl_get_shows_the_columns_users_expect() {
     assert!(issuers.lines().nth(1).unwrap().contains("True"), "{issuers}");
 }
 
+const FOREIGN: &str = "abroad@example.com";
+
 #[tokio::test]
 async fn account_commands_against_the_simulator() {
-    let env = Env::new("cli-account").await;
+    let mut sim = Env::default_sim();
+    sim.accounts.push(AccountSpec::new(FOREIGN, PASSWORD, Money::from_units(100), "USD"));
+    let env = Env::with_sim("cli-account", sim).await;
     let dir = tempfile::tempdir().unwrap();
     let password = dir.path().join("password");
     std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
@@ -63,15 +69,19 @@ async fn account_commands_against_the_simulator() {
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
     };
-    let account = move |file: &std::path::Path| {
+    let login = move |email: &str, file: &std::path::Path| {
         vec![
             "--url".to_string(),
             url.clone(),
             "--email".into(),
-            EMAIL.into(),
+            email.into(),
             "--password-file".into(),
             file.display().to_string(),
         ]
+    };
+    let account = {
+        let login = login.clone();
+        move |file: &std::path::Path| login(EMAIL, file)
     };
     let (password, wrong) = (password.clone(), wrong.clone());
     let results = tokio::task::spawn_blocking(move || {
@@ -79,11 +89,18 @@ async fn account_commands_against_the_simulator() {
         let check = run([vec!["account".to_string(), "check".into()], account(&password)].concat());
         let refused = run([vec!["account".to_string(), "check".into()], account(&wrong)].concat());
         let catalog = run(vec!["catalog".into()]);
-        (countries, check, refused, catalog)
+        let foreign =
+            run([vec!["countries".to_string(), "--region".into(), "foreign".into()], login(FOREIGN, &password)]
+                .concat());
+        let foreign_as_russian = run([vec!["countries".to_string()], login(FOREIGN, &password)].concat());
+        (countries, check, refused, catalog, foreign, foreign_as_russian)
     })
     .await
     .unwrap();
-    let (countries, check, refused, catalog) = results;
+    let (countries, check, refused, catalog, foreign, foreign_as_russian) = results;
+    // A USD account buys from the foreign price list; asked with the Russian one it is refused.
+    assert!(foreign.0 && foreign.1.contains("182"), "{foreign:?}");
+    assert!(!foreign_as_russian.0 && foreign_as_russian.2.contains("pricelist"), "{foreign_as_russian:?}");
     assert!(countries.0 && countries.1.contains("182") && countries.1.contains("Russia"), "{countries:?}");
     assert!(check.0 && check.1.contains("can use the API"), "{check:?}");
     assert!(!refused.0 && refused.2.contains("wrong email or password"), "{refused:?}");
