@@ -83,3 +83,29 @@ async fn deletion_never_hangs_when_the_billing_is_gone() {
     wait_gone(&env, "site").await;
     assert!(!env.admin.certificate(id).await.unwrap().deleted);
 }
+
+#[tokio::test]
+async fn deleting_a_refused_adoption_leaves_the_other_certificates_order_alone() {
+    let env = Env::new("delete-claimed").await;
+    env.ready_issuer().await;
+    env.apply_certificate("owner", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    let id = env.wait_ready("owner").await.status.unwrap().order_id.unwrap();
+    // A second resource claims the same order, with Delete: refused, it never owns the order.
+    env.apply_certificate(
+        "copy",
+        with(
+            cert_spec("alphassl", "www.example.com", "copy-tls"),
+            json!({"orderId": id, "deletionPolicy": "Delete"}),
+        ),
+    )
+    .await
+    .unwrap();
+    env.wait_reason("copy", "Ready", "False", "OrderRejected").await;
+    env.delete_certificate("copy").await;
+    wait_gone(&env, "copy").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!env.admin.certificate(id.parse().unwrap()).await.unwrap().deleted, "the owner's order is untouched");
+    assert_eq!(env.stats().await.deletes, 0);
+    assert_eq!(env.orders().await, 1);
+    verify_tls_secret(&env.secrets().get("www-tls").await.unwrap(), &["www.example.com"]);
+}

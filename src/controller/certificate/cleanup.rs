@@ -89,7 +89,9 @@ pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, E
     let cert = &fresh;
     let skip = cert.annotations().get(SKIP_CLEANUP_ANNOTATION).is_some_and(|v| v == "true");
     let status = cert.status.clone().unwrap_or_default();
-    let mut order_id = status.order_id.clone().or_else(|| cert.spec.order_id.clone());
+    // Only the order this resource recorded as its own: a `spec.orderId` whose adoption never
+    // went through may be another certificate's, or a mistyped id of someone's paid order.
+    let mut order_id = status.order_id.clone();
     let way_out = format!(
         "to finish without deleting at the billing: kubectl annotate ispcert {name} -n {ns} {SKIP_CLEANUP_ANNOTATION}=true"
     );
