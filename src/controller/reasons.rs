@@ -28,6 +28,7 @@ pub const ORDER_OUTCOME_UNKNOWN: &str = "OrderOutcomeUnknown";
 pub const INVALID_SPEC: &str = "InvalidSpec";
 pub const SECRET_IN_USE: &str = "SecretInUse";
 pub const SECRET_NOT_MANAGED: &str = "SecretNotManaged";
+pub const SECRET_WRONG_TYPE: &str = "SecretWrongType";
 pub const CSR_SECRET_INVALID: &str = "CsrSecretInvalid";
 pub const NOT_ENOUGH_MONEY: &str = "NotEnoughMoney";
 pub const ORDER_REJECTED: &str = "OrderRejected";

@@ -32,6 +32,9 @@ pub const ANN_KEY_ALGORITHM: &str = "ispcert.dev/key-algorithm";
 pub const ANN_KEY_SOURCE: &str = "ispcert.dev/key-source";
 pub const ANN_CSR_NAMES: &str = "ispcert.dev/csr-names";
 
+/// The type of the output Secret, which ingress controllers read.
+pub const TLS_SECRET_TYPE: &str = "kubernetes.io/tls";
+
 /// The key Secret of an `IspCertificate`: `<name>-ispcert-key`, shortened with a hash when the
 /// name is long (Secret names stop at 253 characters).
 pub fn key_secret_name(certificate: &str) -> String {
@@ -101,7 +104,7 @@ pub fn tls_secret(plan: &Plan, from: &Provenance<'_>, namespace: &str, chain: &C
             annotations: Some(annotations),
             ..Default::default()
         },
-        type_: Some("kubernetes.io/tls".into()),
+        type_: Some(TLS_SECRET_TYPE.into()),
         data: Some(data),
         ..Default::default()
     }

@@ -161,6 +161,20 @@ async fn problems_only_the_operator_can_see() {
     assert!(taker.status.unwrap().conditions.iter().any(|c| c.message.contains("kubectl label secret hand-made-tls")));
     assert_eq!(env.orders().await, 0, "refused before ordering");
 
+    // Handed over, but an Opaque Secret can never become kubernetes.io/tls: still nothing bought.
+    let label = json!({"metadata": {"labels": {"ispcert.dev/certificate-name": "taker"}}});
+    env.secrets().patch("hand-made-tls", &Default::default(), &kube::api::Patch::Merge(&label)).await.unwrap();
+    let taker = env.wait_reason("taker", "Ready", "False", "SecretWrongType").await;
+    assert!(taker.status.unwrap().conditions.iter().any(|c| c.message.contains("has type Opaque")));
+    env.wait_event("taker", "Warning", "SecretWrongType").await;
+
+    // The output Secret cannot be the Secret that holds the certificate's own key.
+    env.apply_certificate("selfish", cert_spec("alphassl", "self.example.com", "selfish-ispcert-key")).await.unwrap();
+    let selfish = env.wait_reason("selfish", "Ready", "False", "InvalidSpec").await;
+    assert!(selfish.status.unwrap().conditions.iter().any(|c| c.message.contains("keeps its private key")));
+    assert!(env.secrets().get_opt("selfish-ispcert-key").await.unwrap().is_none(), "no key was made");
+    assert_eq!(env.orders().await, 0, "refused before ordering");
+
     // Two certificates naming one Secret: the later one is refused and never writes.
     env.apply_certificate("first", cert_spec("alphassl", "one.example.com", "shared-tls")).await.unwrap();
     env.wait_ready("first").await;

@@ -93,10 +93,7 @@ async fn deleting_a_refused_adoption_leaves_the_other_certificates_order_alone()
     // A second resource claims the same order, with Delete: refused, it never owns the order.
     env.apply_certificate(
         "copy",
-        with(
-            cert_spec("alphassl", "www.example.com", "copy-tls"),
-            json!({"orderId": id, "deletionPolicy": "Delete"}),
-        ),
+        with(cert_spec("alphassl", "www.example.com", "copy-tls"), json!({"orderId": id, "deletionPolicy": "Delete"})),
     )
     .await
     .unwrap();

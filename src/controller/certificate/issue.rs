@@ -20,7 +20,9 @@ use crate::controller::decide::{BillingPhase, ReissueNeed, Verdict, billing_phas
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::{KeyPlan, Plan};
 use crate::controller::reasons as r;
-use crate::controller::secrets::{ANN_SERIAL, LABEL_CERTIFICATE, Provenance, managed_for, tls_secret, up_to_date};
+use crate::controller::secrets::{
+    ANN_SERIAL, LABEL_CERTIFICATE, Provenance, TLS_SECRET_TYPE, key_secret_name, managed_for, tls_secret, up_to_date,
+};
 use crate::crd::ReissueState;
 use crate::pki::chain::{self, Chain};
 use crate::pki::keys;
@@ -76,6 +78,16 @@ fn chain_in(secret: &Secret) -> Option<Chain> {
 /// Reads the output Secret and checks that this certificate may write it, before anything is
 /// bought: another certificate's Secret, or one ispcert did not write, is never taken.
 pub async fn output_secret(run: &Run<'_>, plan: &Plan) -> Result<Flow<Option<Secret>>, Error> {
+    if plan.secret_name == key_secret_name(&run.name) {
+        return Ok(Flow::Stop(Stop::blocked(
+            r::INVALID_SPEC,
+            format!(
+                "secretName {} is the Secret where this certificate keeps its private key; choose another secretName",
+                plan.secret_name
+            ),
+            None,
+        )));
+    }
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let existing = api.get_opt(&plan.secret_name).await?;
     if let Some(s) = &existing
@@ -92,13 +104,28 @@ pub async fn output_secret(run: &Run<'_>, plan: &Plan) -> Result<Flow<Option<Sec
             return Ok(Flow::Stop(Stop::blocked(
                 r::SECRET_NOT_MANAGED,
                 format!(
-                    "Secret {} exists and was not written by ispcert; delete it, choose another secretName, or hand it over with `kubectl label secret {} {LABEL_CERTIFICATE}={}`",
+                    "Secret {} exists and was not written by ispcert; delete it, choose another secretName, or, if it is a kubernetes.io/tls Secret, hand it over with `kubectl label secret {} {LABEL_CERTIFICATE}={}`",
                     plan.secret_name, plan.secret_name, run.name
                 ),
                 // An unlabelled Secret is not watched: look again now and then.
                 Some(Duration::from_secs(60)),
             )));
         }
+    }
+    // A Secret's type cannot change: one of another type could never receive the certificate,
+    // so it is refused before anything is bought.
+    if let Some(s) = &existing
+        && s.type_.as_deref() != Some(TLS_SECRET_TYPE)
+    {
+        return Ok(Flow::Stop(Stop::blocked(
+            r::SECRET_WRONG_TYPE,
+            format!(
+                "Secret {} has type {}, not {TLS_SECRET_TYPE}, and a Secret's type cannot change; delete it (ispcert writes it anew) or choose another secretName",
+                plan.secret_name,
+                s.type_.as_deref().unwrap_or("Opaque")
+            ),
+            Some(Duration::from_secs(60)),
+        )));
     }
     Ok(Flow::Go(existing))
 }
