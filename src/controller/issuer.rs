@@ -127,7 +127,8 @@ async fn check(view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
             ready: true,
             reason: r::CREDENTIALS_VERIFIED,
             message: ready_message(&h.client),
-            requeue: settings.issuer_recheck - h.checked_at.elapsed(),
+            // Saturating: the clock moved on since the comparison above.
+            requeue: settings.issuer_recheck.saturating_sub(h.checked_at.elapsed()),
         });
     }
     if let Some(refusal) = shared.issuers.refused_recently(&view.key, &secret_version, settings.wrong_credentials_retry)

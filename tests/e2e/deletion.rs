@@ -70,6 +70,11 @@ async fn deletion_never_hangs_when_the_billing_is_gone() {
         .unwrap();
     env.delete_certificate("site").await;
     let blocked = env.wait_reason("site", "Ready", "False", "DeletionBlocked").await;
+    assert_eq!(
+        blocked.status.as_ref().unwrap().observed_generation,
+        blocked.metadata.generation,
+        "the status speaks of the generation being deleted"
+    );
     let message = blocked.status.unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
     assert!(message.contains("ispcert.dev/skip-billing-cleanup=true"), "the way out is named: {message}");
     env.wait_event("site", "Warning", "DeletionBlocked").await;

@@ -66,6 +66,8 @@ async fn blocked(cert: &IspCertificate, ctx: &Context, message: String) -> Resul
         cert.metadata.generation,
         Timestamp::now(),
     );
+    // Deletion bumps the generation; the status speaks of this one.
+    new.observed_generation = cert.metadata.generation;
     let api: Api<IspCertificate> = Api::namespaced(shared.client.clone(), &cert.namespace().unwrap_or_default());
     status::write(&api, &cert.name_any(), &old, &new, None).await?;
     if was.as_deref() != Some(r::DELETION_BLOCKED) {
