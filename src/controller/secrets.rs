@@ -182,6 +182,15 @@ pub struct StoredKey {
     pub previous: Option<SecretString>,
 }
 
+impl StoredKey {
+    /// Whether the annotations that describe the key are there. A tool that prunes or rewrites
+    /// annotations (GitOps, a backup restore) can remove them; the key is then described anew
+    /// from itself, never replaced for it.
+    pub fn is_described(&self) -> bool {
+        !self.meta.source.is_empty() && (self.meta.source != "cluster" || self.meta.algorithm.is_some())
+    }
+}
+
 fn algorithm_from(s: &str) -> Option<KeyAlgorithm> {
     [KeyAlgorithm::Rsa2048, KeyAlgorithm::Rsa4096, KeyAlgorithm::EcdsaP256, KeyAlgorithm::EcdsaP384]
         .into_iter()
@@ -279,8 +288,16 @@ mod tests {
         assert!(s.metadata.owner_references.is_none(), "no owner: the key outlives the resource under Retain");
         let back = read_key_secret(&s).unwrap();
         assert_eq!(back.meta, meta);
+        assert!(back.is_described());
         assert_eq!(back.csr, "CSR");
         assert_eq!(back.previous.unwrap().expose_secret(), "OLD");
+
+        // Annotations pruned by another tool: the key and CSR are read, but not described.
+        let mut pruned = s.clone();
+        pruned.metadata.annotations = None;
+        let bare = read_key_secret(&pruned).unwrap();
+        assert!(!bare.is_described(), "an undescribed key is described anew, not replaced");
+        assert!(bare.previous.is_some(), "the previous key survives");
         assert_eq!(key_secret_name("site"), "site-ispcert-key");
         assert!(key_secret_name(&"x".repeat(253)).len() <= 253);
     }

@@ -135,7 +135,7 @@ async fn a_lost_secret_is_restored_without_a_new_order() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     verify_tls_secret(&restored, &["www.example.com"]);
-    assert_eq!(restored.data.as_ref().unwrap()["tls.key"], first.data.as_ref().unwrap()["tls.key"], "same key");
+    assert!(restored.data.as_ref().unwrap()["tls.key"] == first.data.as_ref().unwrap()["tls.key"], "same key");
     env.wait_event("site", "Normal", "SecretRestored").await;
 
     // Both Secrets lost while the operator is down: the key is gone for good, so a new key is
@@ -156,6 +156,42 @@ async fn a_lost_secret_is_restored_without_a_new_order() {
     assert_ne!(rekeyed.data.as_ref().unwrap()["tls.key"], first.data.as_ref().unwrap()["tls.key"]);
     let stats = env.stats().await;
     assert_eq!((stats.orders, stats.reissues), (1, 1), "a lost key costs a free reissue, never an order");
+}
+
+#[tokio::test]
+async fn a_key_secret_stripped_of_its_annotations_keeps_its_key() {
+    let env = Env::new("heal-key-annotations").await;
+    env.ready_issuer().await;
+    env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_ready("site").await;
+    let key_before = env.secrets().get("site-ispcert-key").await.unwrap().data.unwrap()["tls.key"].clone();
+
+    // A GitOps tool or a backup restore drops every annotation of the key Secret, and the
+    // output Secret is lost, so the key is needed again.
+    let mut stripped = env.secrets().get("site-ispcert-key").await.unwrap();
+    stripped.metadata.annotations = None;
+    env.secrets().replace("site-ispcert-key", &Default::default(), &stripped).await.unwrap();
+    env.secrets().delete("www-tls", &Default::default()).await.unwrap();
+    let start = std::time::Instant::now();
+    let served = loop {
+        if let Ok(s) = env.secrets().get("www-tls").await {
+            break s;
+        }
+        assert!(start.elapsed() < WAIT, "the Secret was not restored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    env.wait_ready("site").await;
+    verify_tls_secret(&served, &["www.example.com"]);
+    // Compared without printing: a failure message must not carry key material.
+    assert!(served.data.unwrap()["tls.key"] == key_before, "the same key serves the same certificate");
+    let restored = env.secrets().get("site-ispcert-key").await.unwrap();
+    assert!(restored.data.unwrap()["tls.key"] == key_before, "the key Secret keeps its key");
+    assert!(
+        restored.metadata.annotations.is_some_and(|a| a.get("ispcert.dev/key-source").is_some_and(|v| v == "cluster")),
+        "the key is described anew"
+    );
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (1, 0), "nothing bought, nothing reissued");
 }
 
 #[tokio::test]
@@ -254,12 +290,87 @@ async fn renewal_is_a_free_reissue_and_rotates_the_key_when_asked() {
 
     let kept_now = env.secrets().get("kept-tls").await.unwrap();
     verify_tls_secret(&kept_now, &["kept.example.com"]);
-    assert_eq!(kept_now.data.unwrap()["tls.key"], kept_key, "rotationPolicy Never keeps the key");
+    assert!(kept_now.data.unwrap()["tls.key"] == kept_key, "rotationPolicy Never keeps the key");
     let rotated_now = env.secrets().get("rotated-tls").await.unwrap();
     verify_tls_secret(&rotated_now, &["rotated.example.com"]);
-    assert_ne!(rotated_now.data.unwrap()["tls.key"], rotated_key, "rotationPolicy Always makes a new key");
+    assert!(rotated_now.data.unwrap()["tls.key"] != rotated_key, "rotationPolicy Always makes a new key");
     let stats = env.stats().await;
     assert_eq!(stats.orders, 2, "renewals buy nothing");
     assert!(stats.reissues >= 2);
     env.wait_event("kept", "Normal", "Reissuing").await;
+}
+
+#[tokio::test]
+async fn a_second_key_change_while_a_reissue_is_pending_keeps_the_served_key() {
+    // Nothing is issued until the test says so.
+    let env = Env::with_sim(
+        "heal-two-keys",
+        SimConfig {
+            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
+            issue_after: Duration::from_secs(3600),
+            ..SimConfig::default()
+        },
+    )
+    .await;
+    env.ready_issuer().await;
+    let spec = |extra| crate::support::with(cert_spec("alphassl", "www.example.com", "www-tls"), extra);
+    env.apply_certificate("site", spec(serde_json::json!({}))).await.unwrap();
+    let id: u64 =
+        env.wait_cert("site", |s| s.order_id.is_some()).await.status.unwrap().order_id.unwrap().parse().unwrap();
+    env.admin.issue_now(id).await.unwrap();
+    env.wait_ready("site").await;
+    let served = env.secrets().get("www-tls").await.unwrap().data.unwrap()["tls.key"].clone();
+
+    let env_ref = &env;
+    let key_secret_with = move |algorithm: &'static str| async move {
+        let env = env_ref;
+        let start = std::time::Instant::now();
+        loop {
+            let s = env.secrets().get("site-ispcert-key").await.unwrap();
+            if s.metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get("ispcert.dev/key-algorithm"))
+                .is_some_and(|a| a == algorithm)
+                && env.stats().await.reissues >= 1
+            {
+                return s;
+            }
+            assert!(start.elapsed() < WAIT, "no {algorithm} key with its reissue requested");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    // A new key: its reissue is pending at the billing, the old key still serves.
+    env.apply_certificate("site", spec(serde_json::json!({"privateKey": {"algorithm": "ECDSA", "size": 256}})))
+        .await
+        .unwrap();
+    let first = key_secret_with("ECDSA-P256").await;
+    assert!(first.data.unwrap()["tls.key.previous"] == served, "the served key is kept beside the new one");
+    // Changed again before the billing issued: the served key must still be kept.
+    env.apply_certificate("site", spec(serde_json::json!({"privateKey": {"algorithm": "ECDSA", "size": 384}})))
+        .await
+        .unwrap();
+    let second = key_secret_with("ECDSA-P384").await;
+    assert!(second.data.unwrap()["tls.key.previous"] == served, "the served key survives a second change");
+    assert!(env.secrets().get("www-tls").await.unwrap().data.unwrap()["tls.key"] == served);
+
+    // Whatever reissue the operator has asked for by now is issued at once.
+    let start = std::time::Instant::now();
+    loop {
+        env.admin.issue_now(id).await.unwrap();
+        let out = env.secrets().get("www-tls").await.unwrap();
+        if out.data.as_ref().unwrap()["tls.key"] != served {
+            verify_tls_secret(&out, &["www.example.com"]);
+            break;
+        }
+        assert!(start.elapsed() < WAIT, "the reissued certificate was not stored");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let done = env.wait_ready("site").await;
+    assert_eq!(env.stats().await.orders, 1, "key changes are reissues, never orders");
+    let key_now = env.secrets().get("site-ispcert-key").await.unwrap().data.unwrap();
+    assert!(!key_now.contains_key("tls.key.previous"), "the old key goes once its successor serves");
+    let served_now = env.secrets().get("www-tls").await.unwrap().data.unwrap()["tls.key"].clone();
+    assert!(key_now["tls.key"] == served_now, "the latest key serves");
+    assert!(done.status.unwrap().order_id.is_some());
 }

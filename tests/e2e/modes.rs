@@ -46,7 +46,7 @@ async fn cluster_generated_key_never_leaves_the_cluster() {
     // The key Secret holds the very key of tls.key, and the billing never had a key.
     let key_secret = env.secrets().get("site-ispcert-key").await.unwrap();
     let stored = &key_secret.data.as_ref().unwrap()["tls.key"].0;
-    assert_eq!(stored, &secret.data.as_ref().unwrap()["tls.key"].0);
+    assert!(stored == &secret.data.as_ref().unwrap()["tls.key"].0, "the key Secret holds the served key");
     assert!(String::from_utf8_lossy(stored).contains("BEGIN PRIVATE KEY"));
     let at_billing = env.admin.certificate(order_id.parse().unwrap()).await.unwrap();
     assert!(!at_billing.billing_has_key, "a cluster key is never sent to the billing");

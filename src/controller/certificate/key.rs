@@ -163,14 +163,17 @@ async fn stored(
     let mut dirty = existing.as_ref().is_some_and(|s| !s.owner_references().is_empty());
     let mut stored = match &existing {
         Some(s) => match read_key_secret(s) {
-            Some(k) => Some(k),
-            None => {
+            Some(k) if k.is_described() => Some(k),
+            partial => {
                 let key =
                     s.data.as_ref().and_then(|d| d.get("tls.key")).and_then(|b| String::from_utf8(b.0.clone()).ok());
-                let source = s.annotations().get(secrets::ANN_KEY_SOURCE).cloned();
+                let source = s.annotations().get(secrets::ANN_KEY_SOURCE).cloned().filter(|v| !v.is_empty());
                 dirty = true;
                 match key {
-                    Some(k) => rebuild(SecretString::from(k), plan, source)?,
+                    Some(k) => rebuild(SecretString::from(k), plan, source)?.map(|mut rebuilt| {
+                        rebuilt.previous = partial.and_then(|p| p.previous);
+                        rebuilt
+                    }),
                     None => None,
                 }
             }
@@ -197,8 +200,9 @@ async fn stored(
         }
         (_, old) => {
             // The key being replaced may be the one the served certificate needs until its
-            // successor is issued: it is kept beside the new one until then.
-            let previous = old.map(|o| o.key);
+            // successor is issued: it is kept beside the new one until then. If a replacement
+            // is already pending, the served certificate belongs to the earlier key, which stays.
+            let previous = old.map(|o| o.previous.unwrap_or(o.key));
             match &plan.key {
                 KeyPlan::Cluster { algorithm, .. } => {
                     let algorithm: KeyAlgorithm = *algorithm;
