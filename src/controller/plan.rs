@@ -240,6 +240,16 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
             }
         },
     };
+    // The same as the CRD's rule, for objects stored before it existed.
+    if key_spec.source != KeySource::Cluster
+        && (key_spec.size.is_some()
+            || key_spec.algorithm != KeyAlgorithmSpec::Rsa
+            || key_spec.rotation_policy != RotationPolicy::Never)
+    {
+        problems.push(
+            "privateKey.algorithm, size and rotationPolicy describe keys the operator makes (source Cluster); leave them unset with source Billing or Secret".into(),
+        );
+    }
     if key_spec.source != KeySource::Secret && key_spec.secret_ref.is_some() {
         problems.push("privateKey.secretRef is only used with privateKey.source Secret".into());
     }
@@ -399,6 +409,20 @@ mod tests {
         let mut s = spec("alphassl", "a.example.com");
         s.private_key = Some(PrivateKeySpec { source: KeySource::Secret, ..Default::default() });
         cases.push((s, "needs privateKey.secretRef"));
+        let mut s = spec("alphassl", "a.example.com");
+        s.private_key = Some(PrivateKeySpec {
+            source: KeySource::Billing,
+            algorithm: KeyAlgorithmSpec::Ecdsa,
+            ..Default::default()
+        });
+        cases.push((s, "leave them unset with source Billing or Secret"));
+        let mut s = spec("alphassl", "a.example.com");
+        s.private_key = Some(PrivateKeySpec {
+            source: KeySource::Billing,
+            rotation_policy: RotationPolicy::Always,
+            ..Default::default()
+        });
+        cases.push((s, "leave them unset with source Billing or Secret"));
         for (s, want) in cases {
             let got = problems(&s);
             assert!(got.contains(want), "want {want:?} in {got:?}");

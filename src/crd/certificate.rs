@@ -199,7 +199,7 @@ pub struct Approver {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.source == 'Secret' ? has(self.secretRef) : !has(self.secretRef)").message("privateKey.secretRef is required with source Secret and not allowed otherwise"))]
 #[x_kube(validation = Rule::new("!has(self.size) || (self.algorithm == 'ECDSA' ? (self.size == 256 || self.size == 384) : (self.size == 2048 || self.size == 4096))").message("privateKey.size must be 2048 or 4096 for RSA, 256 or 384 for ECDSA"))]
-#[x_kube(validation = Rule::new("self.source != 'Secret' || (!has(self.size) && self.algorithm == 'RSA')").message("privateKey.algorithm and size describe keys the operator makes; leave them unset with source Secret"))]
+#[x_kube(validation = Rule::new("self.source == 'Cluster' || (!has(self.size) && self.algorithm == 'RSA' && self.rotationPolicy == 'Never')").message("privateKey.algorithm, size and rotationPolicy describe keys the operator makes (source Cluster); leave them unset with source Billing or Secret"))]
 pub struct PrivateKeySpec {
     /// `Cluster` (default): the operator makes the key; it never leaves the cluster.
     /// `Billing`: the billing makes key and CSR (the reference's flow); the key passes through

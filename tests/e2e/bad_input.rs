@@ -48,6 +48,20 @@ async fn refused_at_apply_time() {
     .await;
     refused(
         &env,
+        "billing-key-with-algorithm",
+        with(base(), json!({"privateKey": {"source": "Billing", "algorithm": "ECDSA", "size": 384}})),
+        "leave them unset with source Billing or Secret",
+    )
+    .await;
+    refused(
+        &env,
+        "billing-key-rotated",
+        with(base(), json!({"privateKey": {"source": "Billing", "rotationPolicy": "Always"}})),
+        "leave them unset with source Billing or Secret",
+    )
+    .await;
+    refused(
+        &env,
         "csr-without-secret",
         with(base(), json!({"privateKey": {"source": "Secret"}})),
         "privateKey.secretRef is required with source Secret",
