@@ -12,6 +12,7 @@ use rcgen::{
     KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PublicKeyData as _, SanType, SerialNumber, SubjectPublicKeyInfo,
 };
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509CertificationRequest};
+use x509_parser::public_key::PublicKey;
 
 use crate::catalog::Brand;
 use crate::time::to_offset_date_time as to_time;
@@ -73,8 +74,10 @@ pub(crate) fn parse_csr(pem_text: &str) -> Result<Csr, String> {
         for ext in exts {
             if let ParsedExtension::SubjectAlternativeName(san) = ext {
                 for name in &san.general_names {
-                    if let GeneralName::DNSName(d) = name {
-                        sans.push(d.to_ascii_lowercase());
+                    match name {
+                        GeneralName::DNSName(d) => sans.push(d.to_ascii_lowercase()),
+                        // Public TLS certificates carry domain names only.
+                        other => return Err(format!("the request asks for {other}, which is not a domain name")),
                     }
                 }
             }
@@ -83,6 +86,19 @@ pub(crate) fn parse_csr(pem_text: &str) -> Result<Csr, String> {
     // A key rcgen cannot put into a certificate (RSA-PSS, DSA, ...) is refused here, at order
     // time, rather than failing later at download.
     SubjectPublicKeyInfo::from_der(info.subject_pki.raw).map_err(|e| format!("unsupported public key: {e}"))?;
+    // Only keys public CAs certify (CA/Browser Forum Baseline Requirements 6.1.5): RSA of 2048
+    // bits or more, ECDSA on P-256, P-384 or P-521.
+    let curve = info.subject_pki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+    let acceptable = match info.subject_pki.parsed() {
+        Ok(PublicKey::RSA(rsa)) => rsa.key_size() >= 2048,
+        Ok(PublicKey::EC(_)) => {
+            matches!(curve.as_deref(), Some("1.2.840.10045.3.1.7" | "1.3.132.0.34" | "1.3.132.0.35"))
+        }
+        _ => false,
+    };
+    if !acceptable {
+        return Err("the request's key is not one a public CA certifies: RSA of 2048 bits or more, or ECDSA P-256, P-384 or P-521".into());
+    }
     Ok(Csr {
         cn: first(&mut info.subject.iter_common_name()).map(|c| c.to_ascii_lowercase()),
         sans,

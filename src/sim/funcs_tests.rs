@@ -40,6 +40,17 @@ fn csr_for(names: &[&str]) -> (String, String) {
     ca::generate_key_and_csr(&names, &ca::Subject::default()).unwrap()
 }
 
+/// A CSR for a.example.com with a key of `algorithm`, and an IP address SAN if `with_ip`.
+fn odd_csr(algorithm: &'static rcgen::SignatureAlgorithm, with_ip: bool) -> String {
+    let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["a.example.com".to_string()]).unwrap();
+    params.distinguished_name.push(rcgen::DnType::CommonName, "a.example.com");
+    if with_ip {
+        params.subject_alt_names.push(rcgen::SanType::IpAddress("203.0.113.5".parse().unwrap()));
+    }
+    params.serialize_request(&key).unwrap().pem().unwrap()
+}
+
 /// A valid manual order of `pricelist` for `cn`.
 fn manual_order(pricelist: &str, cn: &str) -> Vec<(String, String)> {
     let (csr, _) = csr_for(&[cn]);
@@ -189,6 +200,24 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
             Box::new(|p| set(p, "approver_email_2", "admin@b.example.com")),
             "value",
             "approver_email_2",
+        ),
+        (
+            "a CSR that asks for an IP address",
+            {
+                let c = odd_csr(&rcgen::PKCS_ECDSA_P256_SHA256, true);
+                Box::new(move |p| set(p, "csr", &c))
+            },
+            "value",
+            "csr",
+        ),
+        (
+            "a CSR with an Ed25519 key, which public CAs refuse",
+            {
+                let c = odd_csr(&rcgen::PKCS_ED25519, false);
+                Box::new(move |p| set(p, "csr", &c))
+            },
+            "value",
+            "csr",
         ),
         (
             "garbage csr",
@@ -346,6 +375,15 @@ fn multi_domain_orders_check_addon_counts_and_codes() {
     let mut wrong_code = p.clone();
     set(&mut wrong_code, "addon_12345", "2");
     assert_eq!(refused(call(&s, RU, "certificate.order.param", &wrong_code, now)).object, "addon_12345");
+    // Field names match literally, as form fields do.
+    let mut padded = p.clone();
+    set(&mut padded, "addon_055364", "2");
+    assert_eq!(refused(call(&s, RU, "certificate.order.param", &padded, now)).object, "addon_055364");
+    let mut too_many = p.clone();
+    let names: Vec<String> = (0..251).map(|i| format!("n{i}.example.com")).collect();
+    set(&mut too_many, "altname", &names.join(" "));
+    set(&mut too_many, "altname_input", &names.join(" "));
+    assert_eq!(refused(call(&s, RU, "certificate.order.param", &too_many, now)).object, "altname");
     let mut differing = p.clone();
     set(&mut differing, "addon_55364", "2");
     set(&mut differing, "altname_input", "c.example.com b.example.com");
@@ -442,6 +480,36 @@ fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
     assert!(matches!(call(&s, RU, "certificate.reissue.step2", &reissue, at(20)), Answer::Ok { .. }));
     assert_eq!(get(at(25)), first);
     assert_ne!(get(at(29)), first);
+}
+
+#[test]
+fn a_late_reissue_ends_with_the_paid_period() {
+    let s = sim();
+    let t0 = Timestamp::now();
+    let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), t0));
+    let late = t0 + SignedDuration::from_hours(24 * 300);
+    let reissue = kv(&[
+        ("elid", &id),
+        ("sok", "ok"),
+        ("approver_method", "auth_email"),
+        ("crt_type", "oldrequest"),
+        ("approver_email_1", "admin@a.example.com"),
+    ]);
+    assert!(matches!(call(&s, RU, "certificate.reissue.step2", &reissue, late), Answer::Ok { .. }));
+    let pem = match call(
+        &s,
+        RU,
+        "certificate.file",
+        &kv(&[("elid", &id), ("type", "crt")]),
+        late + SignedDuration::from_secs(60),
+    ) {
+        Answer::File(f) => f.bytes,
+        other => panic!("{other:?}"),
+    };
+    let leaf = crate::pki::chain::CertInfo::from_der(&crate::pki::chain::certificates_in_pem(&pem)[0]).unwrap();
+    let expires = s.lock().certs[&id.parse::<u64>().unwrap()].expires;
+    assert!(leaf.not_before >= late, "the reissued certificate is served");
+    assert!(leaf.not_after <= expires, "{} outlives the service ({expires})", leaf.not_after);
 }
 
 #[test]

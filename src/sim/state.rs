@@ -291,7 +291,8 @@ impl Cert {
             subject,
             spki: e.spki.as_ref().clone(),
             not_before: e.issue_at,
-            not_after: e.issue_at + validity.min(months_days),
+            // A certificate never outlives the paid service (a reissue late in the period too).
+            not_after: (e.issue_at + validity.min(months_days)).min(self.expires).max(e.issue_at),
             serial,
             file_stem: self.cn.replace('*', "star"),
         }

@@ -30,6 +30,8 @@ pub(crate) const CONTACT_FIELDS: [&str; 10] = [
 
 /// Longest field value the simulator stores (the billing's columns are bounded too).
 const MAX_FIELD: usize = 255;
+/// The most alt names one certificate takes (the largest public CAs stop at 250 names).
+const MAX_ALT_NAMES: usize = 250;
 
 /// A DNS host name (lowercased by the caller): labels of letters, digits and inner hyphens, at
 /// least two labels, at most 253 characters. `*.` is allowed as the first label when `wildcard`.
@@ -87,7 +89,11 @@ pub(crate) fn period(p: &Params) -> Result<u32, Refusal> {
 /// duplicates and without the common name (or its wildcard base).
 pub(crate) fn altnames(raw: &str, field: &str, cn: &str) -> Result<Vec<String>, Refusal> {
     let mut out: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for name in raw.split_whitespace() {
+        if out.len() == MAX_ALT_NAMES {
+            return Err(Refusal::value(field, format!("more than {MAX_ALT_NAMES} alt names")));
+        }
         let name = name.to_ascii_lowercase();
         if !is_hostname(&name, false) {
             return Err(Refusal::value(
@@ -95,7 +101,7 @@ pub(crate) fn altnames(raw: &str, field: &str, cn: &str) -> Result<Vec<String>, 
                 format!("{name:?} is not a domain name (wildcards only as the common name of a wildcard product)"),
             ));
         }
-        if name == cn || name == approver_domain(cn) || out.contains(&name) {
+        if name == cn || name == approver_domain(cn) || !seen.insert(name.clone()) {
             return Err(Refusal::value(field, format!("{name:?} is listed twice")));
         }
         out.push(name);
@@ -216,7 +222,8 @@ pub(crate) fn addons(
         let Some(code) = k.strip_prefix("addon_") else {
             continue;
         };
-        let code_ok = code.parse::<u32>().ok().filter(|c| Some(*c) == addon_code);
+        // Field names match literally: `addon_055364` is not `addon_55364`.
+        let code_ok = addon_code.filter(|c| code == c.to_string());
         let Some(code) = code_ok else {
             return Err(Refusal::value(k, format!("addon {code:?} does not belong to {}", product.name)));
         };
