@@ -51,6 +51,17 @@ fn odd_csr(algorithm: &'static rcgen::SignatureAlgorithm, with_ip: bool) -> Stri
     params.serialize_request(&key).unwrap().pem().unwrap()
 }
 
+/// An `oldrequest` reissue of certificate `id`, ordered for a.example.com.
+fn oldrequest_reissue(id: &str) -> Vec<(String, String)> {
+    kv(&[
+        ("elid", id),
+        ("sok", "ok"),
+        ("approver_method", "auth_email"),
+        ("crt_type", "oldrequest"),
+        ("approver_email_1", "admin@a.example.com"),
+    ])
+}
+
 /// A valid manual order of `pricelist` for `cn`.
 fn manual_order(pricelist: &str, cn: &str) -> Vec<(String, String)> {
     let (csr, _) = csr_for(&[cn]);
@@ -470,13 +481,7 @@ fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
     };
     let first = get(at(10));
     assert!(first.starts_with(b"-----BEGIN CERTIFICATE-----"), "PEM for Comodo");
-    let reissue = kv(&[
-        ("elid", &id),
-        ("sok", "ok"),
-        ("approver_method", "auth_email"),
-        ("crt_type", "oldrequest"),
-        ("approver_email_1", "admin@a.example.com"),
-    ]);
+    let reissue = oldrequest_reissue(&id);
     assert!(matches!(call(&s, RU, "certificate.reissue.step2", &reissue, at(20)), Answer::Ok { .. }));
     assert_eq!(get(at(25)), first);
     assert_ne!(get(at(29)), first);
@@ -488,13 +493,7 @@ fn a_late_reissue_ends_with_the_paid_period() {
     let t0 = Timestamp::now();
     let id = ordered_id(call(&s, RU, "certificate.order.param", &manual_order("2025", "a.example.com"), t0));
     let late = t0 + SignedDuration::from_hours(24 * 300);
-    let reissue = kv(&[
-        ("elid", &id),
-        ("sok", "ok"),
-        ("approver_method", "auth_email"),
-        ("crt_type", "oldrequest"),
-        ("approver_email_1", "admin@a.example.com"),
-    ]);
+    let reissue = oldrequest_reissue(&id);
     assert!(matches!(call(&s, RU, "certificate.reissue.step2", &reissue, late), Answer::Ok { .. }));
     let pem = match call(
         &s,
