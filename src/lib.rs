@@ -9,4 +9,5 @@ pub mod crd;
 pub mod pki;
 pub mod sim;
 pub mod testbed;
+pub mod text;
 pub mod time;

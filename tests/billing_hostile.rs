@@ -44,7 +44,8 @@ async fn echoed_credentials_are_removed_before_a_long_message_is_cut() {
     // The billing echoes the request in its message, the password straddling the point where
     // the message is cut.
     let url = serve(|| {
-        let filler = "x".repeat(ispcert::billing::MAX_MESSAGE - 4 - "authinfo=".len() - EMAIL.len() - 1);
+        // The cut keeps MAX_MESSAGE bytes with its 3-byte `…`: six bytes of the password before it.
+        let filler = "x".repeat(ispcert::billing::MAX_MESSAGE - 3 - 6 - "authinfo=".len() - EMAIL.len() - 1);
         let msg = format!("{filler}authinfo={EMAIL}:{PASSWORD}&func=certificate and more text after it");
         Body::from(
             serde_json::json!({"doc": {"error": {"type": "value", "object": "pricelist", "msg": msg}}}).to_string(),

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-/// The longest billing text an error keeps (see [`BillingError::clipped`]).
+/// The longest billing text an error keeps, in bytes (see [`BillingError::clipped`]).
 pub const MAX_MESSAGE: usize = 300;
 
 /// What retrying the same call can achieve.
@@ -170,19 +170,11 @@ impl BillingError {
         }
     }
 
-    /// The same error with every text field cut to [`MAX_MESSAGE`] characters, so that a hostile
+    /// The same error with every text field cut to [`MAX_MESSAGE`] bytes, so that a hostile
     /// or broken answer cannot fill conditions and events. Cut only after the credentials are
     /// scrubbed: a cut through an echoed password would leave a prefix that no longer matches it.
     pub fn clipped(self) -> Self {
-        self.map_text(|s| {
-            if s.chars().count() <= MAX_MESSAGE {
-                s
-            } else {
-                let mut cut: String = s.chars().take(MAX_MESSAGE).collect();
-                cut.push('…');
-                cut
-            }
-        })
+        self.map_text(|s| crate::text::clip(s, MAX_MESSAGE))
     }
 
     pub fn transport(kind: TransportKind, detail: impl Into<String>) -> Self {

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// Condition messages are cut here: they are shown in `kubectl get -o wide` and events.
+/// Condition messages are cut here (bytes): they are shown in `kubectl get -o wide` and events.
 const MAX_MESSAGE: usize = 1000;
 
 /// Sets condition `type_`, keeping `lastTransitionTime` when the status does not change.
@@ -18,10 +18,7 @@ pub fn set(
     now: Timestamp,
 ) {
     let status = if status { "True" } else { "False" }.to_string();
-    let mut message: String = message.into();
-    if message.chars().count() > MAX_MESSAGE {
-        message = message.chars().take(MAX_MESSAGE).collect::<String>() + "…";
-    }
+    let message = crate::text::clip(message.into(), MAX_MESSAGE);
     let transition = match conditions.iter().find(|c| c.type_ == type_) {
         Some(old) if old.status == status => old.last_transition_time.clone(),
         _ => Time(now),

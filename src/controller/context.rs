@@ -92,7 +92,8 @@ impl Shared {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(note.chars().take(1000).collect()),
+            // The API server refuses notes over 1024 bytes, which would lose the event.
+            note: Some(crate::text::clip(note, 1024)),
             action: action.to_string(),
             secondary: None,
         };
