@@ -7,11 +7,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use ispcert::billing::{
-    Approvers, BillingClient, BillingError, Contact, Credentials, CsrRequest, OrderKey, OrderRequest, Reissue, Retry,
-    Subject, TransportKind, http_pool,
+    Approvers, BillingClient, BillingError, Credentials, CsrRequest, OrderKey, OrderRequest, Reissue, Retry,
+    TransportKind, http_pool,
 };
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
 use ispcert::sim::{self, AccountSpec, FaultKind, FaultSpec, Money, RunningSim, SimConfig};
+
+#[path = "common/orders.rs"]
+mod orders;
+use orders::{contact, order, subject};
 
 const EMAIL: &str = "buyer@example.com";
 const PASSWORD: &str = "pa55-w0rd-never-logged";
@@ -35,51 +39,6 @@ async fn simulator(balance: i64) -> RunningSim {
 
 fn client_for(sim: &RunningSim, email: &str, password: &str) -> BillingClient {
     BillingClient::new(http_pool(Duration::from_secs(5)), &sim.base_url(), Credentials::new(email, password)).unwrap()
-}
-
-fn contact() -> Contact {
-    Contact {
-        first_name: "Anna".into(),
-        last_name: "Ivanova".into(),
-        title: "SRE".into(),
-        email: "anna@example.com".into(),
-        phone: "+7 495 1234567".into(),
-    }
-}
-
-fn subject() -> Subject {
-    Subject {
-        country_id: "182".into(),
-        state: "Moscow".into(),
-        locality: "Moscow".into(),
-        organization: "Example LLC".into(),
-        ..Subject::default()
-    }
-}
-
-/// An order for our own CSR; `names[0]` is the common name.
-fn order(pricelist: u32, names: &[&str], addon: Option<(u32, usize)>) -> (OrderRequest, secrecy::SecretString) {
-    let key = keys::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let alt: Vec<String> = names[1..].iter().map(|s| s.to_string()).collect();
-    let csr = keys::csr(&key, names[0], &alt, &CsrSubject::default()).unwrap();
-    let mut approvers = Approvers::new();
-    for n in names {
-        approvers.set(n, format!("admin@{}", n.trim_start_matches("*.")));
-    }
-    let req = OrderRequest {
-        pricelist,
-        period: 12,
-        common_name: names[0].into(),
-        alt_names: alt,
-        addon,
-        approvers,
-        subject: subject(),
-        admin: contact(),
-        tech: contact(),
-        key: OrderKey::Csr(csr),
-        remote_id: Some("contract".into()),
-    };
-    (req, key)
 }
 
 async fn until_issued(client: &BillingClient, id: &str) -> ispcert::pki::chain::Chain {
@@ -136,7 +95,8 @@ async fn every_function_works() {
     assert!(chain.root.is_some() && chain.intermediates.len() == 1, "PEM (RapidSSL) leaf, intermediate, root");
 
     // Multi-domain with our CSR; GlobalSign answers a ZIP.
-    let (req, key) = order(55326, &["a.example.com", "b.example.org", "c.example.net"], Some((55364, 2)));
+    let (mut req, key) = order(55326, &["a.example.com", "b.example.org", "c.example.net"], Some((55364, 2)));
+    req.remote_id = Some("contract".into());
     let multi = client.order(&req).await.unwrap();
     let details = client.details(&multi).await.unwrap();
     assert_eq!(details.common_name, "a.example.com");

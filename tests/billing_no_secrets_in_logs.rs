@@ -6,42 +6,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use ispcert::billing::{Approvers, BillingClient, Contact, Credentials, OrderKey, OrderRequest, Subject, http_pool};
-use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
+use ispcert::billing::{BillingClient, Credentials, http_pool};
 use ispcert::sim::{self, AccountSpec, Money, SimConfig};
 
 #[path = "common/log_capture.rs"]
 mod log_capture;
 use log_capture::LogCapture;
+#[path = "common/orders.rs"]
+mod orders;
 
 const EMAIL: &str = "buyer@example.com";
 const PASSWORD: &str = "pa55-w0rd-never-logged";
-
-fn order(pricelist: u32, cn: &str) -> OrderRequest {
-    let key = keys::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let mut approvers = Approvers::new();
-    approvers.set(cn, format!("admin@{cn}"));
-    let contact = Contact {
-        first_name: "Anna".into(),
-        last_name: "Ivanova".into(),
-        title: "SRE".into(),
-        email: "anna@example.com".into(),
-        phone: "+7 495 1234567".into(),
-    };
-    OrderRequest {
-        pricelist,
-        period: 12,
-        common_name: cn.into(),
-        alt_names: vec![],
-        addon: None,
-        approvers,
-        subject: Subject::default(),
-        admin: contact.clone(),
-        tech: contact,
-        key: OrderKey::Csr(keys::csr(&key, cn, &[], &CsrSubject::default()).unwrap()),
-        remote_id: None,
-    }
-}
 
 #[tokio::test]
 async fn no_password_in_logs_or_urls() {
@@ -89,7 +64,7 @@ async fn no_password_in_logs_or_urls() {
     let client =
         BillingClient::new(http_pool(Duration::from_secs(5)), &front, Credentials::new(EMAIL, PASSWORD)).unwrap();
     client.verify_access().await.unwrap();
-    let req = order(1011, "log.example.com");
+    let (req, _) = orders::order(1011, &["log.example.com"], None);
     let id = client.order(&req).await.unwrap();
     let _ = client.download(&id).await;
     client.list().await.unwrap();

@@ -218,15 +218,9 @@ async fn a_certificate_recreated_after_deletion_adopts_its_retained_order() {
 #[tokio::test]
 async fn a_manifest_applied_again_while_its_order_is_pending_buys_nothing() {
     // Approval takes a while: the order is pending, no Secret exists yet.
-    let env = Env::with_sim(
-        "heal-reapply-pending",
-        SimConfig {
-            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
-            issue_after: Duration::from_secs(12),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let env =
+        Env::with_sim("heal-reapply-pending", SimConfig { issue_after: Duration::from_secs(12), ..Env::default_sim() })
+            .await;
     env.ready_issuer().await;
     env.apply_certificate("site", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
     let first = env.wait_cert("site", |s| s.order_id.is_some()).await.status.unwrap().order_id.unwrap();
@@ -250,10 +244,9 @@ async fn renewal_is_a_free_reissue_and_rotates_the_key_when_asked() {
     let env = Env::with_sim(
         "heal-renewal",
         SimConfig {
-            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
             issue_after: Duration::from_millis(500),
             validity: Some(Duration::from_secs(24)),
-            ..SimConfig::default()
+            ..Env::default_sim()
         },
     )
     .await;
@@ -303,15 +296,9 @@ async fn renewal_is_a_free_reissue_and_rotates_the_key_when_asked() {
 #[tokio::test]
 async fn a_second_key_change_while_a_reissue_is_pending_keeps_the_served_key() {
     // Nothing is issued until the test says so.
-    let env = Env::with_sim(
-        "heal-two-keys",
-        SimConfig {
-            accounts: vec![AccountSpec::new(EMAIL, PASSWORD, Money::from_units(1_000_000), "RUB")],
-            issue_after: Duration::from_secs(3600),
-            ..SimConfig::default()
-        },
-    )
-    .await;
+    let env =
+        Env::with_sim("heal-two-keys", SimConfig { issue_after: Duration::from_secs(3600), ..Env::default_sim() })
+            .await;
     env.ready_issuer().await;
     let spec = |extra| crate::support::with(cert_spec("alphassl", "www.example.com", "www-tls"), extra);
     env.apply_certificate("site", spec(serde_json::json!({}))).await.unwrap();

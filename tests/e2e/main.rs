@@ -9,5 +9,7 @@ mod healing;
 mod log_capture;
 mod modes;
 mod no_secrets;
+#[path = "../common/orders.rs"]
+mod orders;
 mod replicas;
 mod support;

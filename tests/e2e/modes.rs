@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ispcert::billing::{Approvers, BillingClient, Contact, Credentials, OrderKey, OrderRequest, Subject, http_pool};
+use ispcert::billing::{BillingClient, Credentials, http_pool};
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
@@ -131,32 +131,8 @@ async fn adopting_an_order_bought_elsewhere_buys_nothing() {
     let client =
         BillingClient::new(http_pool(Duration::from_secs(10)), &env.sim.base_url(), Credentials::new(EMAIL, PASSWORD))
             .unwrap();
-    let foreign = keys::generate(KeyAlgorithm::EcdsaP256).unwrap();
-    let mut approvers = Approvers::new();
-    approvers.set("old.example.com", "admin@old.example.com");
-    let contact = Contact {
-        first_name: "A".into(),
-        last_name: "B".into(),
-        title: "T".into(),
-        email: "a@example.com".into(),
-        phone: "+7 1234567".into(),
-    };
-    let id = client
-        .order(&OrderRequest {
-            pricelist: 55324,
-            period: 12,
-            common_name: "old.example.com".into(),
-            alt_names: vec![],
-            addon: None,
-            approvers,
-            subject: Subject::default(),
-            admin: contact.clone(),
-            tech: contact,
-            key: OrderKey::Csr(keys::csr(&foreign, "old.example.com", &[], &CsrSubject::default()).unwrap()),
-            remote_id: None,
-        })
-        .await
-        .unwrap();
+    let (request, foreign) = crate::orders::order(55324, &["old.example.com"], None);
+    let id = client.order(&request).await.unwrap();
     assert_eq!(env.orders().await, 1);
 
     env.apply_certificate("old", with(cert_spec("alphassl", "old.example.com", "old-tls"), json!({"orderId": id})))

@@ -393,12 +393,8 @@ async fn store(
     if s.order_state.as_deref().is_none_or(|st| !st.starts_with("active")) {
         s.order_state = Some("active/issued".into());
     }
-    let message = format!(
-        "certificate is valid until {}; Secret {} is up to date",
-        info.not_after.strftime("%Y-%m-%d %H:%M UTC"),
-        plan.secret_name
-    );
-    Ok(Flow::Stop(Stop::ready(message, Some(until(renew_at)))))
+    // An empty message: `finish` words it from the status just set.
+    Ok(Flow::Stop(Stop::ready("", Some(until(renew_at)))))
 }
 
 /// Writes the output Secret by server-side apply, as the operator's field manager.

@@ -103,6 +103,16 @@ impl Stop {
             requeue: requeue.into(),
         }
     }
+    /// Another IspCertificate, created first, writes the Secret this one names.
+    pub fn secret_in_use(secret: &str, owner: &str) -> Self {
+        Stop::blocked(
+            r::SECRET_IN_USE,
+            format!(
+                "Secret {secret} is already written by IspCertificate {owner} (created first); choose another secretName. Nothing is ordered meanwhile"
+            ),
+            None,
+        )
+    }
     /// A failure retried with the per-object backoff.
     pub fn failed(reason: &'static str, message: impl Into<String>) -> Self {
         Stop { ready: None, reason, message: message.into(), issuing: true, failure: true, requeue: Requeue::Backoff }
@@ -274,15 +284,7 @@ async fn drive(run: &mut Run<'_>) -> Result<Flow<()>, Error> {
     if let Some(owner) = run.ctx.secret_owner(&run.ns, &plan.secret_name)
         && owner.uid().as_deref() != Some(run.uid.as_str())
     {
-        return Ok(Flow::Stop(Stop::blocked(
-            r::SECRET_IN_USE,
-            format!(
-                "Secret {} is already written by IspCertificate {} (created first); choose another secretName. Nothing is ordered meanwhile",
-                plan.secret_name,
-                owner.name_any()
-            ),
-            None,
-        )));
+        return Ok(Flow::Stop(Stop::secret_in_use(&plan.secret_name, &owner.name_any())));
     }
     if !conditions::is_true(&issuer.status.conditions, r::READY) && run.status.order_id.is_none() {
         let why = conditions::get(&issuer.status.conditions, r::READY).map(|c| c.message.clone()).unwrap_or_default();

@@ -12,6 +12,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
 use kube::runtime::events::EventType;
 use tracing::{info, warn};
 
@@ -240,15 +241,7 @@ async fn place(
             && (c.metadata.creation_timestamp.as_ref().map(|t| t.0), c.metadata.name.clone())
                 < (fresh.metadata.creation_timestamp.as_ref().map(|t| t.0), fresh.metadata.name.clone())
     }) {
-        return Ok(Flow::Stop(Stop::blocked(
-            r::SECRET_IN_USE,
-            format!(
-                "Secret {} is already written by IspCertificate {} (created first); choose another secretName. Nothing is ordered meanwhile",
-                plan.secret_name,
-                older.metadata.name.clone().unwrap_or_default()
-            ),
-            None,
-        )));
+        return Ok(Flow::Stop(Stop::secret_in_use(&plan.secret_name, &older.name_any())));
     }
     let snapshot = match handle.poller.snapshot(&handle.client, Duration::ZERO).await {
         Ok(s) => s,
