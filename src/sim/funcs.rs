@@ -379,17 +379,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let mut approver_names: Vec<&str> = vec![c.cn.as_str()];
     approver_names.extend(altnames.iter().map(String::as_str));
     let approvers = validate::approvers(p, &approver_names)?;
-    c.previous = c.last_issued(now);
-    c.current = Enrollment {
-        kind: EnrollKind::Reissue,
-        seq: c.current.seq + 1,
-        started: now,
-        issue_at: now + sim.issue_after,
-        failed: false,
-        names,
-        spki,
-        chain: Default::default(),
-    };
+    c.enroll(EnrollKind::Reissue, names, spki, now, sim.issue_after);
     c.altnames = altnames;
     c.approver_emails = approvers;
     if let Some((pem, _)) = new_csr {
@@ -509,17 +499,8 @@ fn prolong(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     acct.balance = acct.balance.checked_sub(price).unwrap_or(acct.balance);
     acct.counters.prolongs += 1;
     acct.counters.charged = acct.counters.charged.checked_add(price).unwrap_or(acct.counters.charged);
-    c.previous = c.last_issued(now);
-    c.current = Enrollment {
-        kind: EnrollKind::Prolong,
-        seq: c.current.seq + 1,
-        started: now,
-        issue_at: now + sim.issue_after,
-        failed: false,
-        names: c.current.names.clone(),
-        spki: Arc::clone(&c.current.spki),
-        chain: Default::default(),
-    };
+    let (names, spki) = (c.current.names.clone(), Arc::clone(&c.current.spki));
+    c.enroll(EnrollKind::Prolong, names, spki, now, sim.issue_after);
     c.expires = add_months(c.expires.max(now), period);
     c.period = period;
     c.cost = price;

@@ -190,6 +190,20 @@ pub(crate) fn push_json_str(buf: &mut Vec<u8>, s: &str) {
     serde_json::to_writer(&mut *buf, s).expect("writing a JSON string to a Vec cannot fail");
 }
 
+/// Appends `{"k": "v", ...}` with the pairs in order.
+fn push_json_object<K: AsRef<str>, V: AsRef<str>>(buf: &mut Vec<u8>, pairs: &[(K, V)]) {
+    buf.push(b'{');
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        push_json_str(buf, k.as_ref());
+        buf.push(b':');
+        push_json_str(buf, v.as_ref());
+    }
+    buf.push(b'}');
+}
+
 fn bjson(answer: &Answer, lang: Lang) -> Vec<u8> {
     let mut b = Vec::with_capacity(256);
     match answer {
@@ -201,16 +215,8 @@ fn bjson(answer: &Answer, lang: Lang) -> Vec<u8> {
             b.extend_from_slice(b",\"msg\":");
             push_json_str(&mut b, &r.msg);
             if !r.params.is_empty() {
-                b.extend_from_slice(b",\"param\":{");
-                for (i, (k, v)) in r.params.iter().enumerate() {
-                    if i > 0 {
-                        b.push(b',');
-                    }
-                    push_json_str(&mut b, k);
-                    b.push(b':');
-                    push_json_str(&mut b, v);
-                }
-                b.push(b'}');
+                b.extend_from_slice(b",\"param\":");
+                push_json_object(&mut b, &r.params);
             }
             b.extend_from_slice(b"}}");
         }
@@ -224,16 +230,8 @@ fn bjson(answer: &Answer, lang: Lang) -> Vec<u8> {
             b.push(b'}');
         }
         Answer::Form(f) => {
-            b.extend_from_slice(b"{\"model\":{");
-            for (i, (k, v)) in f.model.iter().enumerate() {
-                if i > 0 {
-                    b.push(b',');
-                }
-                push_json_str(&mut b, k);
-                b.push(b':');
-                push_json_str(&mut b, v);
-            }
-            b.push(b'}');
+            b.extend_from_slice(b"{\"model\":");
+            push_json_object(&mut b, &f.model);
             if !f.slist.is_empty() {
                 b.extend_from_slice(b",\"slist\":{");
                 for (i, (name, vals)) in f.slist.iter().enumerate() {

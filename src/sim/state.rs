@@ -259,6 +259,29 @@ impl Cert {
         if self.current.issued(now) { Some(&self.current) } else { self.previous.as_ref() }
     }
 
+    /// Starts a reissue or prolongation at `now`: the certificate served so far stays served until
+    /// the new one is issued, `issue_after` later.
+    pub(crate) fn enroll(
+        &mut self,
+        kind: EnrollKind,
+        names: Vec<String>,
+        spki: Arc<Vec<u8>>,
+        now: Timestamp,
+        issue_after: SignedDuration,
+    ) {
+        self.previous = self.last_issued(now);
+        self.current = Enrollment {
+            kind,
+            seq: self.current.seq + 1,
+            started: now,
+            issue_at: now + issue_after,
+            failed: false,
+            names,
+            spki,
+            chain: Default::default(),
+        };
+    }
+
     /// The enrollment to keep as "previous" when a new one starts at `now`.
     pub(crate) fn last_issued(&self, now: Timestamp) -> Option<Enrollment> {
         self.served(now).cloned()
