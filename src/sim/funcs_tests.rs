@@ -40,6 +40,30 @@ fn csr_for(names: &[&str]) -> (String, String) {
     ca::generate_key_and_csr(&names, &ca::Subject::default()).unwrap()
 }
 
+/// A change to an order's form.
+type Edit = Box<dyn Fn(&mut Vec<(String, String)>)>;
+
+/// Turns a manual order of a.example.com into `crt_type=generate` with `csr` and `key` and a full
+/// subject, then applies `changes` (an empty value leaves the field empty).
+fn generate(csr: &str, key: &str, changes: &'static [(&'static str, &'static str)]) -> Edit {
+    let (csr, key) = (csr.to_owned(), key.to_owned());
+    Box::new(move |p| {
+        let fields = [
+            ("crt_type", "generate"),
+            ("csr", csr.as_str()),
+            ("key", key.as_str()),
+            ("CN", "a.example.com"),
+            ("field_country", "182"),
+            ("ST", "s"),
+            ("L", "l"),
+            ("O", "o"),
+        ];
+        for (k, v) in fields.iter().chain(changes) {
+            set(p, k, v);
+        }
+    })
+}
+
 /// A CSR for a.example.com with a key of `algorithm`, and an IP address SAN if `with_ip`.
 fn odd_csr(algorithm: &'static rcgen::SignatureAlgorithm, with_ip: bool) -> String {
     let key = rcgen::KeyPair::generate_for(algorithm).unwrap();
@@ -181,7 +205,6 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
     let (other_csr, other_key) = csr_for(&["a.example.com"]);
     let (_, foreign_key) = csr_for(&["a.example.com"]);
     let (wild_csr, _) = csr_for(&["*.example.com"]);
-    type Edit = Box<dyn Fn(&mut Vec<(String, String)>)>;
     let cases: Vec<(&str, Edit, &str, &str)> = vec![
         ("unknown price list", Box::new(|p| set(p, "pricelist", "1")), "value", "pricelist"),
         ("foreign price list on a RUB account", Box::new(|p| set(p, "pricelist", "55346")), "value", "pricelist"),
@@ -260,56 +283,11 @@ fn every_strictness_case_is_refused_with_its_type_and_object_and_charges_nothing
             "CN",
         ),
         ("CN that differs from the CSR", Box::new(|p| set(p, "CN", "z.example.com")), "value", "CN"),
-        (
-            "generate with a key of another CSR",
-            {
-                let (c, k) = (other_csr.clone(), foreign_key.clone());
-                Box::new(move |p| {
-                    set(p, "crt_type", "generate");
-                    set(p, "csr", &c);
-                    set(p, "key", &k);
-                    set(p, "CN", "a.example.com");
-                    set(p, "field_country", "182");
-                    set(p, "ST", "s");
-                    set(p, "L", "l");
-                    set(p, "O", "o");
-                })
-            },
-            "value",
-            "csr",
-        ),
-        (
-            "generate without O",
-            {
-                let (c, k) = (other_csr.clone(), other_key.clone());
-                Box::new(move |p| {
-                    set(p, "crt_type", "generate");
-                    set(p, "csr", &c);
-                    set(p, "key", &k);
-                    set(p, "CN", "a.example.com");
-                    set(p, "field_country", "182");
-                    set(p, "ST", "s");
-                    set(p, "L", "l");
-                })
-            },
-            "missed",
-            "O",
-        ),
+        ("generate with a key of another CSR", generate(&other_csr, &foreign_key, &[]), "value", "csr"),
+        ("generate without O", generate(&other_csr, &other_key, &[("O", "")]), "missed", "O"),
         (
             "generate with an unknown country",
-            {
-                let (c, k) = (other_csr.clone(), other_key.clone());
-                Box::new(move |p| {
-                    set(p, "crt_type", "generate");
-                    set(p, "csr", &c);
-                    set(p, "key", &k);
-                    set(p, "CN", "a.example.com");
-                    set(p, "field_country", "9999");
-                    set(p, "ST", "s");
-                    set(p, "L", "l");
-                    set(p, "O", "o");
-                })
-            },
+            generate(&other_csr, &other_key, &[("field_country", "9999")]),
             "value",
             "field_country",
         ),
