@@ -15,6 +15,12 @@ async fn wait_gone(env: &Env, name: &str) {
     }
 }
 
+/// The certificate `site` for www.example.com with `deletionPolicy: Delete`.
+async fn apply_deleting_site(env: &Env) {
+    let spec = with(cert_spec("alphassl", "www.example.com", "www-tls"), json!({"deletionPolicy": "Delete"}));
+    env.apply_certificate("site", spec).await.unwrap();
+}
+
 #[tokio::test]
 async fn retain_keeps_the_secret_and_the_order() {
     let env = Env::new("delete-retain").await;
@@ -36,12 +42,7 @@ async fn retain_keeps_the_secret_and_the_order() {
 async fn delete_removes_the_certificate_at_the_billing() {
     let env = Env::new("delete-delete").await;
     env.ready_issuer().await;
-    env.apply_certificate(
-        "site",
-        with(cert_spec("alphassl", "www.example.com", "www-tls"), json!({"deletionPolicy": "Delete"})),
-    )
-    .await
-    .unwrap();
+    apply_deleting_site(&env).await;
     let cert = env.wait_ready("site").await;
     assert_eq!(cert.metadata.finalizers.unwrap_or_default(), ["ispcert.dev/cleanup"]);
     let id: u64 = cert.status.unwrap().order_id.unwrap().parse().unwrap();
@@ -57,12 +58,7 @@ async fn delete_removes_the_certificate_at_the_billing() {
 async fn deletion_never_hangs_when_the_billing_is_gone() {
     let env = Env::new("delete-blocked").await;
     env.ready_issuer().await;
-    env.apply_certificate(
-        "site",
-        with(cert_spec("alphassl", "www.example.com", "www-tls"), json!({"deletionPolicy": "Delete"})),
-    )
-    .await
-    .unwrap();
+    apply_deleting_site(&env).await;
     let id: u64 = env.wait_ready("site").await.status.unwrap().order_id.unwrap().parse().unwrap();
     env.admin
         .add_fault(&FaultSpec::new(FaultKind::Status { status: 503 }).on_func("certificate.delete"))
