@@ -2,6 +2,8 @@
 //! class comes back typed, and every refusal leaves the balance alone. (That no password is
 //! logged or put in a URL is `billing_no_secrets_in_logs.rs`.)
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 
 use std::time::Duration;
@@ -11,11 +13,9 @@ use ispcert::billing::{
     TransportKind, http_pool,
 };
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
-use ispcert::sim::{self, AccountSpec, FaultKind, FaultSpec, Money, RunningSim, SimConfig};
+use ispcert_sim::{self as sim, AccountSpec, FaultKind, FaultSpec, Money, RunningSim, SimConfig};
 
-#[path = "common/orders.rs"]
-mod orders;
-use orders::{contact, order, subject};
+use ispcert_tests::orders::{contact, order, subject};
 
 const EMAIL: &str = "buyer@example.com";
 const PASSWORD: &str = "pa55-w0rd-never-logged";
@@ -38,7 +38,8 @@ async fn simulator(balance: i64) -> RunningSim {
 }
 
 fn client_for(sim: &RunningSim, email: &str, password: &str) -> BillingClient {
-    BillingClient::new(http_pool(Duration::from_secs(5)), &sim.base_url(), Credentials::new(email, password)).unwrap()
+    BillingClient::new(http_pool(Duration::from_secs(5)).unwrap(), &sim.base_url(), Credentials::new(email, password))
+        .unwrap()
 }
 
 async fn until_issued(client: &BillingClient, id: &str) -> ispcert::pki::chain::Chain {
@@ -249,9 +250,12 @@ async fn every_error_class_is_typed() {
     assert!(matches!(e, BillingError::Access { .. }), "{e:?}");
     admin.set_access_denied(EMAIL, false).await.unwrap();
 
-    let quick =
-        BillingClient::new(http_pool(Duration::from_millis(500)), &sim.base_url(), Credentials::new(EMAIL, PASSWORD))
-            .unwrap();
+    let quick = BillingClient::new(
+        http_pool(Duration::from_millis(500)).unwrap(),
+        &sim.base_url(),
+        Credentials::new(EMAIL, PASSWORD),
+    )
+    .unwrap();
     admin.add_fault(&FaultSpec::new(FaultKind::Timeout).times(1)).await.unwrap();
     let e = quick.verify_access().await.unwrap_err();
     assert!(matches!(e, BillingError::Transport { kind: TransportKind::Timeout, sent: true, .. }), "{e:?}");
@@ -269,7 +273,7 @@ async fn every_error_class_is_typed() {
     quick.verify_access().await.unwrap();
 
     let closed = BillingClient::new(
-        http_pool(Duration::from_secs(1)),
+        http_pool(Duration::from_secs(1)).unwrap(),
         "http://127.0.0.1:9/billmgr",
         Credentials::new(EMAIL, PASSWORD),
     )

@@ -2,18 +2,17 @@
 //! its test binary: tracing caches per call site whether anyone listens, and a test running in
 //! parallel without a subscriber could make this one miss the lines it looks for.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ispcert::billing::{BillingClient, Credentials, http_pool};
-use ispcert::sim::{self, AccountSpec, Money, SimConfig};
+use ispcert_sim::{self as sim, AccountSpec, Money, SimConfig};
 
-#[path = "common/log_capture.rs"]
-mod log_capture;
-use log_capture::LogCapture;
-#[path = "common/orders.rs"]
-mod orders;
+use ispcert_tests::log_capture::LogCapture;
+use ispcert_tests::orders;
 
 const EMAIL: &str = "buyer@example.com";
 const PASSWORD: &str = "pa55-w0rd-never-logged";
@@ -62,14 +61,15 @@ async fn no_password_in_logs_or_urls() {
     let _guard = tracing::subscriber::set_default(logs.subscriber("trace"));
 
     let client =
-        BillingClient::new(http_pool(Duration::from_secs(5)), &front, Credentials::new(EMAIL, PASSWORD)).unwrap();
+        BillingClient::new(http_pool(Duration::from_secs(5)).unwrap(), &front, Credentials::new(EMAIL, PASSWORD))
+            .unwrap();
     client.verify_access().await.unwrap();
     let (req, _) = orders::order(1011, &["log.example.com"], None);
     let id = client.order(&req).await.unwrap();
     let _ = client.download(&id).await;
     client.list().await.unwrap();
     let wrong = BillingClient::new(
-        http_pool(Duration::from_secs(5)),
+        http_pool(Duration::from_secs(5)).unwrap(),
         &front,
         Credentials::new(EMAIL, format!("{PASSWORD}-typo")),
     )

@@ -1,11 +1,11 @@
 //! The simulator logs one debug line per billing request, and never a password: not from
 //! `authinfo`, not from `func=auth`, not from the admin API's account creation.
 
-use ispcert::sim::{AccountSpec, Money, SimConfig, start};
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
 
-#[path = "common/log_capture.rs"]
-mod log_capture;
-use log_capture::LogCapture;
+use ispcert_sim::{AccountSpec, Money, SimConfig, start};
+
+use ispcert_tests::log_capture::LogCapture;
 
 #[tokio::test]
 async fn request_log_lines_never_contain_a_password() {

@@ -1,5 +1,5 @@
 //! Keeps every line a test binary logs in memory, for tests that look for what must never be
-//! logged (passwords, private keys). Shared by several test binaries through `#[path]`.
+//! logged (passwords, private keys). Shared by several test binaries.
 
 use std::sync::{Arc, Mutex};
 

@@ -1,5 +1,5 @@
 //! Valid certificate orders for tests that talk to the billing client directly. Shared by several
-//! test binaries through `#[path]`.
+//! test binaries.
 
 use ispcert::billing::{Approvers, Contact, OrderKey, OrderRequest, Subject};
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use ispcert::sim::{AccountSpec, Money};
+use ispcert_sim::{AccountSpec, Money};
 
 use crate::support::*;
 
 async fn kubectl_paths() -> (PathBuf, PathBuf) {
-    let bin = ispcert::testbed::default_bin_dir().await.expect("the Kubernetes binaries");
-    let kubeconfig = ispcert::testbed::shared().await.expect("control plane").kubeconfig_path().to_path_buf();
+    let bin = ispcert_tests::k8s_bin_dir().await.expect("the Kubernetes binaries");
+    let kubeconfig = ispcert_tests::control_plane().await.expect("control plane").kubeconfig_path().to_path_buf();
     (bin.join("kubectl"), kubeconfig)
 }
 
@@ -62,7 +62,7 @@ async fn account_commands_against_the_simulator() {
     std::fs::write(&wrong, "nope\n").unwrap();
     let url = env.sim.base_url();
     let run = move |args: Vec<String>| {
-        let out = Command::new(env!("CARGO_BIN_EXE_ispcert")).args(&args).output().expect("ispcert runs");
+        let out = Command::new(operator_binary()).args(&args).output().expect("ispcert runs");
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use ispcert::sim::{FaultKind, FaultSpec};
+use ispcert_sim::{FaultKind, FaultSpec};
 use serde_json::json;
 
 use crate::support::*;

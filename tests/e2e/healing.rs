@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ispcert::sim::{AccountSpec, FaultKind, FaultSpec, Money, SimConfig};
+use ispcert_sim::{AccountSpec, FaultKind, FaultSpec, Money, SimConfig};
 
 use crate::support::*;
 

@@ -1,15 +1,13 @@
 //! End-to-end tests: the operator on a real kube-apiserver and etcd (one control plane for this
 //! test binary, a namespace per test) against the billing simulator over real HTTP.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a failed unwrap is a failed test
+
 mod bad_input;
 mod cli;
 mod deletion;
 mod healing;
-#[path = "../common/log_capture.rs"]
-mod log_capture;
 mod modes;
 mod no_secrets;
-#[path = "../common/orders.rs"]
-mod orders;
 mod replicas;
 mod support;

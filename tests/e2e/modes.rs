@@ -128,10 +128,13 @@ async fn adopting_an_order_bought_elsewhere_buys_nothing() {
     let env = Env::new("mode-adopt").await;
     env.ready_issuer().await;
     // Bought by hand (in the billing's panel, say) with a key the cluster never sees.
-    let client =
-        BillingClient::new(http_pool(Duration::from_secs(10)), &env.sim.base_url(), Credentials::new(EMAIL, PASSWORD))
-            .unwrap();
-    let (request, foreign) = crate::orders::order(55324, &["old.example.com"], None);
+    let client = BillingClient::new(
+        http_pool(Duration::from_secs(10)).unwrap(),
+        &env.sim.base_url(),
+        Credentials::new(EMAIL, PASSWORD),
+    )
+    .unwrap();
+    let (request, foreign) = ispcert_tests::orders::order(55324, &["old.example.com"], None);
     let id = client.order(&request).await.unwrap();
     assert_eq!(env.orders().await, 1);
 

@@ -25,7 +25,7 @@ impl Drop for Replica {
 
 fn start_replica(env: &Env, kubeconfig: &std::path::Path, name: &str) -> Replica {
     let port = free_port();
-    let child = Command::new(env!("CARGO_BIN_EXE_ispcert"))
+    let child = Command::new(operator_binary())
         .args(["controller", "--kubeconfig"])
         .arg(kubeconfig)
         .args(["--namespace", &env.ns, "--operator-namespace", &env.ns])
@@ -68,7 +68,7 @@ async fn leader(replicas: &[&Replica]) -> usize {
 #[tokio::test]
 async fn two_replicas_one_leader_one_order_and_failover() {
     let env = Env::without_operator("replicas", Env::default_sim()).await;
-    let kubeconfig = ispcert::testbed::shared().await.unwrap().kubeconfig_path().to_path_buf();
+    let kubeconfig = ispcert_tests::control_plane().await.unwrap().kubeconfig_path().to_path_buf();
     let a = start_replica(&env, &kubeconfig, "replica-a");
     let b = start_replica(&env, &kubeconfig, "replica-b");
     let first = leader(&[&a, &b]).await;
@@ -97,13 +97,16 @@ async fn two_replicas_one_leader_one_order_and_failover() {
 
 #[tokio::test]
 async fn the_binary_refuses_to_start_without_the_crds() {
-    let bare = ispcert::testbed::ControlPlane::start(ispcert::testbed::Options::default())
-        .await
-        .expect("a control plane without CRDs");
+    let bare = ispcert_testbed::ControlPlane::start(ispcert_testbed::Options {
+        bin_script: Some(ispcert_tests::bin_script()),
+        ..ispcert_testbed::Options::default()
+    })
+    .await
+    .expect("a control plane without CRDs");
     let out = tokio::task::spawn_blocking({
         let kubeconfig = bare.kubeconfig_path().to_path_buf();
         move || {
-            Command::new(env!("CARGO_BIN_EXE_ispcert"))
+            Command::new(operator_binary())
                 .args(["controller", "--leader-elect=false", "--metrics-addr", "off", "--kubeconfig"])
                 .arg(kubeconfig)
                 .output()

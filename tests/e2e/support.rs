@@ -9,7 +9,7 @@ use ispcert::controller::{self, Metrics, Settings};
 use ispcert::crd::{CertificateStatus, ClusterIspIssuer, IspCertificate, IspIssuer};
 use ispcert::pki::chain::{self, CertInfo};
 use ispcert::pki::keys;
-use ispcert::sim::{self, AccountSpec, AdminClient, Money, RunningSim, SimConfig};
+use ispcert_sim::{self as sim, AccountSpec, AdminClient, Money, RunningSim, SimConfig};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::log_capture::LogCapture;
+use ispcert_tests::log_capture::LogCapture;
 
 pub const EMAIL: &str = "team@example.com";
 pub const PASSWORD: &str = "correct-horse-battery";
@@ -50,7 +50,7 @@ impl Env {
     /// The namespace and the simulator; the test runs operators of its own.
     pub async fn without_operator(prefix: &str, config: SimConfig) -> Env {
         capture_logs();
-        let cp = ispcert::testbed::shared().await.expect("the shared control plane starts");
+        let cp = ispcert_tests::control_plane().await.expect("the shared control plane starts");
         let client = cp.client().await.expect("a client for the control plane");
         let ns = cp.create_namespace(prefix).await.expect("a namespace");
         let sim = sim::start(config, "127.0.0.1:0".parse::<SocketAddr>().unwrap()).await.expect("the simulator starts");
@@ -248,7 +248,7 @@ impl Env {
         self.admin.stats().await.expect("simulator stats").account(EMAIL).orders
     }
 
-    pub async fn stats(&self) -> ispcert::sim::AccountStats {
+    pub async fn stats(&self) -> ispcert_sim::AccountStats {
         self.admin.stats().await.expect("simulator stats").account(EMAIL).clone()
     }
 }
@@ -283,6 +283,12 @@ fn capture_logs() {
 /// What has been logged in this test binary so far.
 pub fn captured_log() -> String {
     LOG.get().map(LogCapture::text).unwrap_or_default()
+}
+
+/// The operator's command line as a process (`ispcert ...`): this crate's copy of the operator's
+/// `main`, so always the current code.
+pub fn operator_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_ispcert-under-test")
 }
 
 /// Whether a condition of `type_` has `status`.

@@ -1,0 +1,265 @@
+//! The operator: controllers for issuers and certificates, wired to the API server.
+//!
+//! Per watched scope (all namespaces, or each namespace given) there is one issuer controller
+//! and one certificate controller with their own caches; one controller serves cluster issuers.
+//! Certificates are triggered by their own changes, by their issuers' changes, and by changes of
+//! the Secrets they own, which are watched by label and metadata only.
+
+pub mod backoff;
+pub mod certificate;
+pub mod conditions;
+pub mod context;
+pub mod decide;
+pub mod issuer;
+pub mod issuers;
+pub mod metrics;
+pub mod plan;
+pub mod poller;
+pub mod reasons;
+pub mod secrets;
+pub mod settings;
+pub mod status;
+
+use std::sync::Arc;
+
+use futures::{FutureExt, Stream, StreamExt, future};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ListParams;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Predicate, WatchStreamExt, predicates, watcher};
+use kube::{Api, Resource, ResourceExt};
+use tokio::sync::{broadcast, watch};
+use tracing::{info, warn};
+
+pub use context::{Context, Error, Shared};
+pub use metrics::Metrics;
+pub use settings::Settings;
+
+use crate::crd::{ClusterIspIssuer, IspCertificate, IspIssuer, IssuerKind};
+use issuers::IssuerKey;
+
+/// Why the operator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(
+        "the ispcert CRDs are not installed in this cluster ({0}); install them first: kubectl apply -f crds/ (or `ispcert crds | kubectl apply -f -`)"
+    )]
+    CrdsMissing(String),
+    #[error("cannot reach the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("cannot set up HTTPS for the billing: {0}")]
+    Http(#[from] reqwest::Error),
+}
+
+/// Fails fast when a CRD is missing, instead of watching nothing forever.
+pub async fn check_crds(client: &kube::Client) -> Result<(), StartError> {
+    let probe = ListParams::default().limit(1);
+    let missing = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
+    for result in [
+        Api::<IspCertificate>::all(client.clone()).list_metadata(&probe).await.map(|_| "ispcertificates"),
+        Api::<IspIssuer>::all(client.clone()).list_metadata(&probe).await.map(|_| "ispissuers"),
+        Api::<ClusterIspIssuer>::all(client.clone()).list_metadata(&probe).await.map(|_| "clusterispissuers"),
+    ] {
+        match result {
+            Ok(_) => {}
+            Err(e) if missing(&e) => return Err(StartError::CrdsMissing(e.to_string())),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Issuer re-check requests of one kind and scope, as a controller trigger.
+fn rechecks<K>(
+    tx: &broadcast::Sender<IssuerKey>,
+    kind: IssuerKind,
+    namespace: Option<String>,
+) -> impl Stream<Item = ObjectRef<K>> + Send + 'static
+where
+    K: Resource<DynamicType = ()> + 'static,
+{
+    futures::stream::unfold(tx.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(k) => return Some((k, rx)),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |k: IssuerKey| {
+        let keep = k.kind == kind && namespace.as_ref().is_none_or(|n| *n == k.namespace);
+        future::ready(keep.then(|| {
+            let r = ObjectRef::<K>::new(&k.name);
+            if k.namespace.is_empty() { r } else { r.within(&k.namespace) }
+        }))
+    })
+}
+
+fn api_in<K>(client: &kube::Client, scope: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match scope {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs every controller until `shutdown` turns true.
+pub async fn run(
+    client: kube::Client,
+    settings: Settings,
+    metrics: Metrics,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StartError> {
+    check_crds(&client).await?;
+    let (recheck, _) = broadcast::channel(1024);
+    let stop = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let cluster_issuer_watch = match &settings.cluster_issuer_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    };
+    let cluster_issuers = Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), cluster_issuer_watch.clone());
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        http: crate::billing::http_pool(settings.billing_timeout)?,
+        recorder: kube::runtime::events::Recorder::new(
+            client.clone(),
+            Reporter { controller: settings.manager.clone(), instance: std::env::var("POD_NAME").ok() },
+        ),
+        issuers: issuers::IssuerRegistry::new(metrics.list_calls.clone()),
+        metrics,
+        backoff: Default::default(),
+        recheck: recheck.clone(),
+        cluster_issuers: cluster_issuers.store(),
+        verified: Default::default(),
+        settings: settings.clone(),
+    });
+
+    let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
+    tasks.push(
+        cluster_issuers
+            .reconcile_on(rechecks(&recheck, IssuerKind::ClusterIspIssuer, None))
+            .graceful_shutdown_on(stop(shutdown.clone()))
+            .run(issuer::reconcile::<ClusterIspIssuer>, issuer::error_policy::<ClusterIspIssuer>, shared.clone())
+            .for_each(|_| future::ready(()))
+            .boxed(),
+    );
+
+    // One controller per namespace: a namespace named twice would get two, reconciling the same
+    // objects at once.
+    let mut namespaces = settings.namespaces.clone();
+    namespaces.sort();
+    namespaces.dedup();
+    let scopes: Vec<Option<String>> =
+        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
+    for scope in scopes {
+        let scope = scope.as_deref();
+        let issuer_controller = Controller::new(api_in::<IspIssuer>(&client, scope), watcher::Config::default());
+        let issuer_store = issuer_controller.store();
+        tasks.push(
+            issuer_controller
+                .reconcile_on(rechecks(&recheck, IssuerKind::IspIssuer, scope.map(str::to_string)))
+                .graceful_shutdown_on(stop(shutdown.clone()))
+                .run(issuer::reconcile::<IspIssuer>, issuer::error_policy::<IspIssuer>, shared.clone())
+                .for_each(|_| future::ready(()))
+                .boxed(),
+        );
+
+        // Our own status writes must not trigger the next reconcile (a failure would retry at
+        // once instead of after its backoff): only changes of the spec (generation), the
+        // annotations (the clean-up way out) and the finalizers wake a certificate up; deletion
+        // bumps the generation too.
+        let (cert_store, cert_writer) = reflector::store::<IspCertificate>();
+        let cert_events = watcher(api_in::<IspCertificate>(&client, scope), watcher::Config::default())
+            .default_backoff()
+            .reflect(cert_writer)
+            .applied_objects()
+            .predicate_filter(
+                predicates::generation.combine(predicates::annotations).combine(predicates::finalizers),
+                Default::default(),
+            );
+        let certificates = Controller::for_stream(cert_events, cert_store.clone());
+
+        let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+        // Metadata only, and only Secrets carrying our label: memory stays flat however many
+        // other Secrets the cluster holds.
+        let secret_events = reflector::reflector(
+            secret_writer,
+            watcher(
+                api_in::<PartialObjectMeta<Secret>>(&client, scope),
+                watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
+            ),
+        )
+        .default_backoff()
+        .touched_objects();
+
+        let by_issuer = |store: reflector::Store<IspCertificate>, kind: IssuerKind| {
+            move |name: String, namespace: Option<String>| {
+                store
+                    .state()
+                    .into_iter()
+                    .filter(|c| {
+                        c.spec.issuer_ref.kind == kind
+                            && c.spec.issuer_ref.name == name
+                            && (namespace.is_none() || c.namespace() == namespace)
+                    })
+                    .map(|c| ObjectRef::from_obj(c.as_ref()))
+                    .collect::<Vec<_>>()
+            }
+        };
+        let namespaced_map = by_issuer(cert_store.clone(), IssuerKind::IspIssuer);
+        let cluster_map = by_issuer(cert_store.clone(), IssuerKind::ClusterIspIssuer);
+
+        let ctx = Arc::new(Context {
+            shared: shared.clone(),
+            certificates: cert_store,
+            issuers: issuer_store,
+            secrets: secret_reader,
+        });
+        tasks.push(
+            certificates
+                .watches_stream(secret_events, |meta: PartialObjectMeta<Secret>| {
+                    let ns = meta.namespace();
+                    meta.labels()
+                        .get(secrets::LABEL_CERTIFICATE)
+                        .zip(ns)
+                        .map(|(name, ns)| ObjectRef::<IspCertificate>::new(name).within(&ns))
+                })
+                .watches(api_in::<IspIssuer>(&client, scope), watcher::Config::default(), move |i: IspIssuer| {
+                    namespaced_map(i.name_any(), i.namespace())
+                })
+                .watches(
+                    Api::<ClusterIspIssuer>::all(client.clone()),
+                    cluster_issuer_watch.clone(),
+                    move |i: ClusterIspIssuer| cluster_map(i.name_any(), None),
+                )
+                .graceful_shutdown_on(stop(shutdown.clone()))
+                .run(certificate::reconcile, certificate::error_policy, ctx)
+                .for_each(|result| {
+                    if let Err(e) = result {
+                        match e {
+                            kube::runtime::controller::Error::ObjectNotFound(_) => {}
+                            other => warn!(error = %other, "certificate controller"),
+                        }
+                    }
+                    future::ready(())
+                })
+                .boxed(),
+        );
+    }
+    info!(namespaces = ?settings.namespaces, "ispcert controllers running");
+    future::join_all(tasks).await;
+    info!("ispcert controllers stopped");
+    Ok(())
+}
