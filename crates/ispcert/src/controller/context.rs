@@ -21,8 +21,14 @@ use crate::pki::keys::KeyError;
 /// A reconcile failure. `category` names it in events, conditions and metrics.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
+    /// A Kubernetes API call failed; `action` names the call and its object, for example
+    /// "patch status of IspCertificate ns/name".
+    #[error("{action}: {source}")]
+    Kube {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error(transparent)]
     Billing(#[from] BillingError),
     #[error(transparent)]
@@ -32,14 +38,29 @@ pub enum Error {
 }
 
 impl Error {
+    pub fn kube(action: impl Into<String>, source: kube::Error) -> Self {
+        Error::Kube { action: action.into(), source }
+    }
+
     pub fn category(&self) -> &'static str {
         match self {
-            Error::Kube(_) => super::reasons::KUBERNETES_ERROR,
+            Error::Kube { .. } => super::reasons::KUBERNETES_ERROR,
             Error::Billing(BillingError::Transport { .. }) => super::reasons::BILLING_UNREACHABLE,
             Error::Billing(_) => super::reasons::BILLING_ERROR,
             Error::Key(_) => "KeyError",
             Error::Internal(_) => "InternalError",
         }
+    }
+}
+
+/// Names the Kubernetes call a result came from, for errors that say what failed on which object.
+pub trait KubeResult<T> {
+    fn doing(self, action: impl FnOnce() -> String) -> Result<T, Error>;
+}
+
+impl<T> KubeResult<T> for Result<T, kube::Error> {
+    fn doing(self, action: impl FnOnce() -> String) -> Result<T, Error> {
+        self.map_err(|source| Error::Kube { action: action(), source })
     }
 }
 

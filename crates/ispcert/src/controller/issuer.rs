@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use tracing::{info, warn};
 
 use super::conditions;
-use super::context::{Error, Shared};
+use super::context::{Error, KubeResult, Shared};
 use super::issuers::{CredentialsError, IssuerHandle, IssuerView, Refusal, load_credentials};
 use super::reasons as r;
 use super::status;
@@ -87,7 +87,9 @@ pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> R
         info!(issuer = %view.key, ready = check.ready, reason = check.reason, "issuer checked");
     }
     let api = K::api(shared.client.clone(), obj.namespace().as_deref());
-    status::write(&api, &obj.name_any(), &view.status, &new, None).await?;
+    status::write(&api, &obj.name_any(), &view.status, &new, None)
+        .await
+        .doing(|| format!("patch status of {}", view.key))?;
     Ok(Action::requeue(check.requeue))
 }
 

@@ -17,11 +17,17 @@ use tracing::info;
 use super::{FINALIZER, SKIP_CLEANUP_ANNOTATION};
 use crate::billing::BillingError;
 use crate::controller::conditions;
-use crate::controller::context::{Context, Error};
+use crate::controller::context::{Context, Error, KubeResult};
+use crate::controller::issuers::IssuerHandle;
 use crate::controller::reasons as r;
 use crate::controller::secrets::{key_secret_name, managed_for};
 use crate::controller::status;
 use crate::crd::{DeletionPolicy, IspCertificate};
+
+/// `IspCertificate ns/name`, for errors that name what failed.
+fn describe(cert: &IspCertificate) -> String {
+    format!("IspCertificate {}/{}", cert.namespace().unwrap_or_default(), cert.name_any())
+}
 
 fn has_finalizer(cert: &IspCertificate) -> bool {
     cert.finalizers().iter().any(|f| f == FINALIZER)
@@ -38,7 +44,7 @@ async fn set_finalizer(cert: &IspCertificate, ctx: &Context, present: bool) -> R
     match api.patch(&cert.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
         Ok(_) => Ok(true),
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 404 => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e) => Err(Error::kube(format!("patch finalizers of {}", describe(cert)), e)),
     }
 }
 
@@ -69,7 +75,9 @@ async fn blocked(cert: &IspCertificate, ctx: &Context, message: String) -> Resul
     // Deletion bumps the generation; the status speaks of this one.
     new.observed_generation = cert.metadata.generation;
     let api: Api<IspCertificate> = Api::namespaced(shared.client.clone(), &cert.namespace().unwrap_or_default());
-    status::write(&api, &cert.name_any(), &old, &new, None).await?;
+    status::write(&api, &cert.name_any(), &old, &new, None)
+        .await
+        .doing(|| format!("patch status of {}", describe(cert)))?;
     if was.as_deref() != Some(r::DELETION_BLOCKED) {
         shared.event(cert, EventType::Warning, r::DELETION_BLOCKED, "Delete", message).await;
     }
@@ -77,6 +85,8 @@ async fn blocked(cert: &IspCertificate, ctx: &Context, message: String) -> Resul
     Ok(Action::requeue(shared.backoff.fail(&key, shared.settings.backoff_min, shared.settings.backoff_max)))
 }
 
+/// The deletion of a resource: with the finalizer, its order is deleted at the billing (after
+/// finding the order of an interrupted attempt), then its Secrets; then the finalizer goes.
 pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, Error> {
     let shared = &ctx.shared;
     let ns = cert.namespace().unwrap_or_default();
@@ -87,118 +97,105 @@ pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, E
     }
     // The cache may not show an order id written a moment ago: decide on a fresh read.
     let api: Api<IspCertificate> = Api::namespaced(shared.client.clone(), &ns);
-    let Some(fresh) = api.get_opt(&name).await? else { return Ok(Action::await_change()) };
+    let Some(fresh) = api.get_opt(&name).await.doing(|| format!("read {}", describe(cert)))? else {
+        return Ok(Action::await_change());
+    };
     let cert = &fresh;
     let skip = cert.annotations().get(SKIP_CLEANUP_ANNOTATION).is_some_and(|v| v == "true");
+    if !skip {
+        let way_out = format!(
+            "to finish without deleting at the billing: kubectl annotate ispcert {name} -n {ns} {SKIP_CLEANUP_ANNOTATION}=true"
+        );
+        let order_id = match order_to_delete(cert, ctx).await {
+            Ok(id) => id,
+            Err(why) => return blocked(cert, ctx, format!("{why} {way_out}")).await,
+        };
+        if let Some(id) = order_id
+            && let Err(why) = delete_at_billing(cert, ctx, &id).await
+        {
+            return blocked(cert, ctx, format!("{why} {way_out}")).await;
+        }
+    }
+    delete_secrets(cert, ctx).await?;
+    set_finalizer(cert, ctx, false).await?;
+    shared.backoff.reset(&format!("certificate/{}", cert.uid().unwrap_or_default()));
+    Ok(Action::await_change())
+}
+
+/// The order this resource owns at the billing, or why that cannot be told yet. Only the order it
+/// recorded as its own: a `spec.orderId` whose adoption never went through may be another
+/// certificate's, or a mistyped id of someone's paid order. An order attempt whose answer was lost
+/// may have placed an order: it is found by its tag before the resource goes, or it would be left
+/// paid and unclaimed.
+async fn order_to_delete(cert: &IspCertificate, ctx: &Context) -> Result<Option<String>, String> {
     let status = cert.status.clone().unwrap_or_default();
-    // Only the order this resource recorded as its own: a `spec.orderId` whose adoption never
-    // went through may be another certificate's, or a mistyped id of someone's paid order.
-    let mut order_id = status.order_id.clone();
-    let way_out = format!(
-        "to finish without deleting at the billing: kubectl annotate ispcert {name} -n {ns} {SKIP_CLEANUP_ANNOTATION}=true"
-    );
-
-    // An order attempt whose answer was lost may have placed an order: find it by its tag
-    // before letting the resource go, or it would be left paid and unclaimed.
-    if let (None, Some(attempt), false) = (&order_id, &status.order_attempt, skip) {
-        let found = match ctx.issuer(&ns, &cert.spec.issuer_ref).and_then(|i| shared.issuers.get(&i)) {
-            Some(handle) => match handle.poller.snapshot(&handle.client, std::time::Duration::ZERO).await {
-                Ok(snapshot) => snapshot
-                    .rows
-                    .iter()
-                    .find(|r| r.remote_id.as_deref() == Some(attempt.remote_id.as_str()) && r.item_status != Some(4))
-                    .map(|r| r.id.clone()),
-                Err(e) => {
-                    return blocked(
-                        cert,
-                        ctx,
-                        format!("cannot look for the order of an interrupted attempt: {e}; retrying, or {way_out}"),
-                    )
-                    .await;
-                }
-            },
-            None => return blocked(
-                cert,
-                ctx,
-                format!(
-                    "cannot look for the order of an interrupted attempt: the issuer is not ready; fix it, or {way_out}"
-                ),
-            )
-            .await,
-        };
-        match found {
-            Some(id) => order_id = Some(id),
-            None if crate::time::elapsed_since(attempt.started_at.0) < shared.settings.order_grace => {
-                return blocked(
-                    cert,
-                    ctx,
-                    format!("an order attempt's answer was lost; looking for that order before deleting; or {way_out}"),
-                )
-                .await;
-            }
-            None => {}
-        }
+    let Some(attempt) = status.order_attempt.filter(|_| status.order_id.is_none()) else {
+        return Ok(status.order_id);
+    };
+    let what = "cannot look for the order of an interrupted attempt";
+    let handle = issuer_handle(cert, ctx).ok_or_else(|| format!("{what}: the issuer is not ready; fix it, or"))?;
+    let snapshot = handle
+        .poller
+        .snapshot(&handle.client, Duration::ZERO)
+        .await
+        .map_err(|e| format!("{what}: {e}; retrying, or"))?;
+    let found = snapshot
+        .rows
+        .iter()
+        .find(|r| r.remote_id.as_deref() == Some(attempt.remote_id.as_str()) && r.item_status != Some(4))
+        .map(|r| r.id.clone());
+    if found.is_none() && crate::time::elapsed_since(attempt.started_at.0) < ctx.shared.settings.order_grace {
+        return Err("an order attempt's answer was lost; looking for that order before deleting; or".into());
     }
+    Ok(found)
+}
 
-    if let (Some(id), false) = (&order_id, skip) {
-        let Some(issuer) = ctx.issuer(&ns, &cert.spec.issuer_ref) else {
-            return blocked(
-                cert,
-                ctx,
-                format!(
-                    "cannot delete order {id} at the billing: issuer {} does not exist; restore it, or {way_out}",
-                    cert.spec.issuer_ref.name
-                ),
-            )
-            .await;
-        };
-        let Some(handle) = shared.issuers.get(&issuer) else {
-            return blocked(
-                cert,
-                ctx,
-                format!("cannot delete order {id} at the billing: {} is not ready; fix it, or {way_out}", issuer.key),
-            )
-            .await;
-        };
-        match handle.client.delete(id).await {
-            Ok(()) | Err(BillingError::NotFound { .. }) => {
-                info!(certificate = %format!("{ns}/{name}"), order = %id, "deleted at the billing");
-                shared
-                    .event(
-                        cert,
-                        EventType::Normal,
-                        r::DELETED_AT_BILLING,
-                        "Delete",
-                        format!("deleted certificate {id} at the billing"),
-                    )
-                    .await;
-                handle.poller.invalidate();
-            }
-            Err(e) => {
-                return blocked(
-                    cert,
-                    ctx,
-                    format!("deleting order {id} at the billing failed: {e}; retrying, or {way_out}"),
-                )
-                .await;
-            }
+fn issuer_handle(cert: &IspCertificate, ctx: &Context) -> Option<std::sync::Arc<IssuerHandle>> {
+    let issuer = ctx.issuer(&cert.namespace().unwrap_or_default(), &cert.spec.issuer_ref)?;
+    ctx.shared.issuers.get(&issuer)
+}
+
+/// Deletes order `id` at the billing (one already gone counts as deleted), or says why not.
+async fn delete_at_billing(cert: &IspCertificate, ctx: &Context, id: &str) -> Result<(), String> {
+    let shared = &ctx.shared;
+    let Some(issuer) = ctx.issuer(&cert.namespace().unwrap_or_default(), &cert.spec.issuer_ref) else {
+        return Err(format!(
+            "cannot delete order {id} at the billing: issuer {} does not exist; restore it, or",
+            cert.spec.issuer_ref.name
+        ));
+    };
+    let Some(handle) = shared.issuers.get(&issuer) else {
+        return Err(format!("cannot delete order {id} at the billing: {} is not ready; fix it, or", issuer.key));
+    };
+    match handle.client.delete(id).await {
+        Ok(()) | Err(BillingError::NotFound { .. }) => {
+            info!(order = %id, "deleted at the billing");
+            let note = format!("deleted certificate {id} at the billing");
+            shared.event(cert, EventType::Normal, r::DELETED_AT_BILLING, "Delete", note).await;
+            handle.poller.invalidate();
+            Ok(())
         }
+        Err(e) => Err(format!("deleting order {id} at the billing failed: {e}; retrying, or")),
     }
+}
 
+/// Deletes the output Secret and the key Secret, each only if it is this resource's.
+async fn delete_secrets(cert: &IspCertificate, ctx: &Context) -> Result<(), Error> {
+    let shared = &ctx.shared;
+    let (ns, name) = (cert.namespace().unwrap_or_default(), cert.name_any());
     let secrets: Api<Secret> = Api::namespaced(shared.client.clone(), &ns);
     for secret_name in [cert.spec.secret_name.clone(), key_secret_name(&name)] {
-        if let Some(s) = secrets.get_opt(&secret_name).await?
+        let doing = |verb: &str| format!("{verb} Secret {ns}/{secret_name}");
+        if let Some(s) = secrets.get_opt(&secret_name).await.doing(|| doing("read"))?
             && managed_for(&s, &name)
         {
             match secrets.delete(&secret_name, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(Error::kube(doing("delete"), e)),
             }
         }
         shared.forget_version(&format!("{ns}/{secret_name}"));
     }
-    set_finalizer(cert, ctx, false).await?;
-    shared.backoff.reset(&format!("certificate/{}", cert.uid().unwrap_or_default()));
-    Ok(Action::await_change())
+    Ok(())
 }

@@ -3,16 +3,19 @@
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
-use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use secrecy::SecretString;
 
-use super::{Flow, Run, Stop};
+use super::flow::{Flow, Stop, go};
+use super::ledger::Ledger;
+use super::run::Run;
+use super::settle::Note;
 use crate::billing::CsrRequest;
-use crate::controller::context::Error;
+use crate::controller::context::{Error, KubeResult};
 use crate::controller::decide::{KeyAction, KeyMeta, key_action, same_names};
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::{KeyPlan, Plan};
+use crate::controller::reasons as r;
 use crate::controller::secrets::{
     self, LABEL_CERTIFICATE, StoredKey, key_secret, key_secret_name, read_csr_secret, read_key_secret,
 };
@@ -42,33 +45,34 @@ fn csr_subject(plan: &Plan) -> CsrSubject {
 /// The key material, made and stored first if needed. `output` is the certificate's Secret as
 /// read in this reconcile.
 pub async fn ensure(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
+    ledger: &mut Ledger,
     plan: &Plan,
     issuer: &IssuerView,
     output: Option<&Secret>,
 ) -> Result<Flow<Material>, Error> {
     match &plan.key {
         KeyPlan::Secret(r) => from_user_secret(run, plan, r).await,
-        KeyPlan::Cluster { .. } | KeyPlan::Billing => stored(run, plan, issuer, output, false).await,
+        KeyPlan::Cluster { .. } | KeyPlan::Billing => stored(run, ledger, plan, issuer, output, false).await,
     }
 }
 
 /// A new key and CSR (key rotation on reissue), stored before the CSR is used.
-pub async fn rotate(run: &mut Run<'_>, plan: &Plan, issuer: &IssuerView) -> Result<Flow<Material>, Error> {
-    stored(run, plan, issuer, None, true).await
+pub async fn rotate(
+    run: &Run<'_>,
+    ledger: &mut Ledger,
+    plan: &Plan,
+    issuer: &IssuerView,
+) -> Result<Flow<Material>, Error> {
+    stored(run, ledger, plan, issuer, None, true).await
 }
 
-async fn from_user_secret(
-    run: &mut Run<'_>,
-    plan: &Plan,
-    r: &crate::crd::CsrSecretRef,
-) -> Result<Flow<Material>, Error> {
+async fn from_user_secret(run: &Run<'_>, plan: &Plan, r: &crate::crd::CsrSecretRef) -> Result<Flow<Material>, Error> {
     // The user's Secret is not watched (it carries no label of ours): look again now and then.
-    let invalid = |m: String| {
-        Ok(Flow::Stop(Stop::blocked(super::r::CSR_SECRET_INVALID, m, Some(std::time::Duration::from_secs(60)))))
-    };
+    let invalid =
+        |m: String| Ok(Flow::Stop(Stop::blocked(r::CSR_SECRET_INVALID, m, Some(std::time::Duration::from_secs(60)))));
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
-    let Some(secret) = api.get_opt(&r.name).await? else {
+    let Some(secret) = api.get_opt(&r.name).await.doing(|| format!("read Secret {}/{}", run.ns, r.name))? else {
         return invalid(format!(
             "Secret {} named by privateKey.secretRef does not exist in namespace {}",
             r.name, run.ns
@@ -109,9 +113,13 @@ async fn from_user_secret(
 /// a key that came with `status.orderId` qualifies: a Secret left by another order (another
 /// product, another key source) never lends its key, so a cluster key can never be sent to the
 /// billing as if the billing had made it.
-fn key_from_output_secret(run: &Run<'_>, plan: &Plan, out: Option<&Secret>) -> Result<Option<StoredKey>, Error> {
+fn key_from_output_secret(
+    run: &Run<'_>,
+    order: Option<&str>,
+    plan: &Plan,
+    out: Option<&Secret>,
+) -> Result<Option<StoredKey>, Error> {
     let Some(out) = out else { return Ok(None) };
-    let order = run.status.order_id.as_deref();
     if !secrets::managed_for(out, &run.name)
         || order.is_none()
         || out.annotations().get(secrets::ANN_ORDER_ID).map(String::as_str) != order
@@ -138,7 +146,8 @@ fn rebuild(key: SecretString, plan: &Plan, source: Option<String>) -> Result<Opt
 }
 
 async fn stored(
-    run: &mut Run<'_>,
+    run: &Run<'_>,
+    ledger: &mut Ledger,
     plan: &Plan,
     issuer: &IssuerView,
     output: Option<&Secret>,
@@ -146,119 +155,117 @@ async fn stored(
 ) -> Result<Flow<Material>, Error> {
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let name = key_secret_name(&run.name);
-    let existing = api.get_opt(&name).await?;
+    let existing = api.get_opt(&name).await.doing(|| format!("read Secret {}/{name}", run.ns))?;
     if let Some(s) = &existing
         && s.labels().get(LABEL_CERTIFICATE).is_none_or(|l| *l != run.name)
     {
         return Ok(Flow::Stop(Stop::blocked(
-            super::r::SECRET_NOT_MANAGED,
+            r::SECRET_NOT_MANAGED,
             format!(
                 "Secret {name}, where this certificate keeps its private key, exists and belongs to something else; remove or rename it"
             ),
             Some(std::time::Duration::from_secs(60)),
         )));
     }
-    // Whether what is stored must be written again (rebuilt, recovered, or carrying an owner
-    // reference from an earlier version, which would let garbage collection take the key).
-    let mut dirty = existing.as_ref().is_some_and(|s| !s.owner_references().is_empty());
-    let mut stored = match &existing {
-        Some(s) => match read_key_secret(s) {
-            Some(k) if k.is_described() => Some(k),
-            partial => {
-                let key =
-                    s.data.as_ref().and_then(|d| d.get("tls.key")).and_then(|b| String::from_utf8(b.0.clone()).ok());
-                let source = s.annotations().get(secrets::ANN_KEY_SOURCE).cloned().filter(|v| !v.is_empty());
-                dirty = true;
-                match key {
-                    Some(k) => rebuild(SecretString::from(k), plan, source)?.map(|mut rebuilt| {
-                        rebuilt.previous = partial.and_then(|p| p.previous);
-                        rebuilt
-                    }),
-                    None => None,
-                }
-            }
-        },
-        None => None,
-    };
+    let status = ledger.status();
+    let (mut stored, mut dirty) = read_stored(existing.as_ref(), plan)?;
     if stored.is_none() && !rotate {
-        stored = key_from_output_secret(run, plan, output)?;
+        stored = key_from_output_secret(run, status.order_id.as_deref(), plan, output)?;
         dirty |= stored.is_some();
     }
     // An attempt in flight may have placed an order with the stored key: keep it as if ordered.
-    let ordered = run.status.order_id.is_some() || run.status.order_attempt.is_some();
+    let ordered = status.order_id.is_some() || status.order_attempt.is_some();
     let action = key_action(plan, stored.as_ref().map(|s| &s.meta), ordered, rotate);
-    let names = plan.names();
-    let (key, csr, meta, previous) = match (action, stored) {
+    let stored = match (action, stored) {
         (KeyAction::Keep, Some(s)) if !dirty => {
             let bits = keys::public_key_bits(&s.key)?;
             return Ok(Flow::Go(Material { key: s.key, csr: s.csr, bits, previous: s.previous }));
         }
-        (KeyAction::Keep, Some(s)) => (s.key, s.csr, s.meta, s.previous),
+        (KeyAction::Keep, Some(s)) => s,
         (KeyAction::NewCsr, Some(s)) => {
             let csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
-            (s.key, csr, KeyMeta { csr_names: names, ..s.meta }, s.previous)
+            StoredKey { csr, meta: KeyMeta { csr_names: plan.names(), ..s.meta }, ..s }
         }
-        (_, old) => {
-            // The key being replaced may be the one the served certificate needs until its
-            // successor is issued: it is kept beside the new one until then. If a replacement
-            // is already pending, the served certificate belongs to the earlier key, which stays.
-            let previous = old.map(|o| o.previous.unwrap_or(o.key));
-            match &plan.key {
-                KeyPlan::Cluster { algorithm, .. } => {
-                    let algorithm: KeyAlgorithm = *algorithm;
-                    // RSA 4096 takes about a second: keep it off the async workers.
-                    let key = tokio::task::spawn_blocking(move || keys::generate(algorithm))
-                        .await
-                        .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
-                    let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
-                    run.event(
-                        EventType::Normal,
-                        super::r::KEY_GENERATED,
-                        format!("generated a {} private key; it stays in Secret {name}", algorithm.as_str()),
-                    );
-                    (
-                        key,
-                        csr,
-                        KeyMeta { algorithm: Some(algorithm), source: "cluster".into(), csr_names: names },
-                        previous,
-                    )
-                }
-                _ => {
-                    let handle = super::go!(run.handle(issuer).await);
-                    let request = CsrRequest {
-                        pricelist: plan.pricelist,
-                        period: plan.period,
-                        common_name: plan.common_name.clone(),
-                        alt_names: plan.alt_names.clone(),
-                        subject: plan.billing_subject(),
-                    };
-                    let pair = match handle.client.generate_key_and_csr(&request).await {
-                        Ok(p) => p,
-                        Err(e) => {
-                            return Ok(Flow::Stop(run.billing_stop(issuer, e, "the billing could not make a key")));
-                        }
-                    };
-                    run.event(
-                        EventType::Normal,
-                        super::r::KEY_GENERATED,
-                        format!("the billing made the key and CSR; the key is kept in Secret {name}"),
-                    );
-                    (
-                        pair.key,
-                        pair.csr,
-                        KeyMeta { algorithm: None, source: "billing".into(), csr_names: names },
-                        previous,
-                    )
-                }
-            }
-        }
+        (_, old) => go!(make(run, ledger, plan, issuer, old).await?),
     };
-    let bits = keys::public_key_bits(&key)?;
-    let stored = StoredKey { key, csr, meta, previous };
+    let bits = keys::public_key_bits(&stored.key)?;
     // The key is stored before any CSR made from it leaves the operator: a crash after this
     // point finds it again; a crash before it has sent nothing.
     write(run, &name, &stored, existing.as_ref()).await?;
     Ok(Flow::Go(Material { key: stored.key, csr: stored.csr, bits, previous: stored.previous }))
+}
+
+/// What the key Secret holds, and whether it must be written again (rebuilt, or carrying an
+/// owner reference from an earlier version, which would let garbage collection take the key).
+fn read_stored(existing: Option<&Secret>, plan: &Plan) -> Result<(Option<StoredKey>, bool), Error> {
+    let Some(s) = existing else { return Ok((None, false)) };
+    let owned = !s.owner_references().is_empty();
+    match read_key_secret(s) {
+        Some(k) if k.is_described() => Ok((Some(k), owned)),
+        partial => {
+            let key = s.data.as_ref().and_then(|d| d.get("tls.key")).and_then(|b| String::from_utf8(b.0.clone()).ok());
+            let source = s.annotations().get(secrets::ANN_KEY_SOURCE).cloned().filter(|v| !v.is_empty());
+            let rebuilt = match key {
+                Some(k) => rebuild(SecretString::from(k), plan, source)?.map(|mut rebuilt| {
+                    rebuilt.previous = partial.and_then(|p| p.previous);
+                    rebuilt
+                }),
+                None => None,
+            };
+            Ok((rebuilt, true))
+        }
+    }
+}
+
+/// A new key and CSR, made in the cluster or by the billing. The key being replaced may be the
+/// one the served certificate needs until its successor is issued: it is kept beside the new one
+/// until then. If a replacement is already pending, the served certificate belongs to the earlier
+/// key, which stays.
+async fn make(
+    run: &Run<'_>,
+    ledger: &mut Ledger,
+    plan: &Plan,
+    issuer: &IssuerView,
+    old: Option<StoredKey>,
+) -> Result<Flow<StoredKey>, Error> {
+    let previous = old.map(|o| o.previous.unwrap_or(o.key));
+    let name = key_secret_name(&run.name);
+    let names = plan.names();
+    let (key, csr, meta) = match &plan.key {
+        KeyPlan::Cluster { algorithm, .. } => {
+            let algorithm: KeyAlgorithm = *algorithm;
+            // RSA 4096 takes about a second: keep it off the async workers.
+            let key = tokio::task::spawn_blocking(move || keys::generate(algorithm))
+                .await
+                .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
+            let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+            ledger.note(Note::normal(
+                r::KEY_GENERATED,
+                format!("generated a {} private key; it stays in Secret {name}", algorithm.as_str()),
+            ));
+            (key, csr, KeyMeta { algorithm: Some(algorithm), source: "cluster".into(), csr_names: names })
+        }
+        _ => {
+            let handle = go!(run.handle(issuer));
+            let request = CsrRequest {
+                pricelist: plan.pricelist,
+                period: plan.period,
+                common_name: plan.common_name.clone(),
+                alt_names: plan.alt_names.clone(),
+                subject: plan.billing_subject(),
+            };
+            let pair = match handle.client.generate_key_and_csr(&request).await {
+                Ok(p) => p,
+                Err(e) => return Ok(Flow::Stop(run.billing_stop(issuer, e, "the billing could not make a key"))),
+            };
+            ledger.note(Note::normal(
+                r::KEY_GENERATED,
+                format!("the billing made the key and CSR; the key is kept in Secret {name}"),
+            ));
+            (pair.key, pair.csr, KeyMeta { algorithm: None, source: "billing".into(), csr_names: names })
+        }
+    };
+    Ok(Flow::Go(StoredKey { key, csr, meta, previous }))
 }
 
 /// Writes the key Secret: created when absent, replaced (conflict-checked) when present.
@@ -266,13 +273,14 @@ async fn write(run: &Run<'_>, name: &str, stored: &StoredKey, existing: Option<&
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let params = PostParams { field_manager: Some(run.ctx.shared.settings.manager.clone()), ..Default::default() };
     let mut desired = key_secret(name, &run.ns, &run.name, stored);
+    let doing = || format!("write Secret {}/{name}", run.ns);
     match existing {
         Some(old) => {
             desired.metadata.resource_version = old.resource_version();
-            api.replace(name, &params, &desired).await?;
+            api.replace(name, &params, &desired).await.doing(doing)?;
         }
         None => {
-            api.create(&params, &desired).await?;
+            api.create(&params, &desired).await.doing(doing)?;
         }
     }
     Ok(())
@@ -285,7 +293,9 @@ pub async fn forget_previous(run: &Run<'_>, material: &Material) -> Result<(), E
     }
     let api: Api<Secret> = Api::namespaced(run.ctx.shared.client.clone(), &run.ns);
     let name = key_secret_name(&run.name);
-    let Some(existing) = api.get_opt(&name).await? else { return Ok(()) };
+    let Some(existing) = api.get_opt(&name).await.doing(|| format!("read Secret {}/{name}", run.ns))? else {
+        return Ok(());
+    };
     let Some(mut stored) = read_key_secret(&existing) else { return Ok(()) };
     stored.previous = None;
     write(run, &name, &stored, Some(&existing)).await

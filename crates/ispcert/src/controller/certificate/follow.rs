@@ -1,0 +1,251 @@
+//! Following an order to its certificate: the Secret may already hold a good one; otherwise the
+//! order is followed through the account's list (one call for every pending certificate), the
+//! certificate is downloaded, and the download is judged: stored, waited for, or reissued for
+//! free when it does not fit.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+
+use super::flow::{Flow, Stop, go};
+use super::key::Material;
+use super::ledger::{Change, Ledger};
+use super::output::{apply_secret, chain_in};
+use super::run::Run;
+use super::settle::Note;
+use super::{reissue, store};
+use crate::billing::BillingError;
+use crate::controller::context::Error;
+use crate::controller::decide::{BillingPhase, ReissueNeed, Verdict, billing_phase, judge, order_state, renewal_time};
+use crate::controller::issuers::IssuerView;
+use crate::controller::plan::Plan;
+use crate::controller::reasons as r;
+use crate::controller::secrets::{Provenance, managed_for, tls_secret};
+use crate::pki::chain::Chain;
+use crate::pki::keys;
+
+/// What every step after the order works with: the plan, the issuer, the key and the order id.
+pub struct Order<'a> {
+    pub plan: &'a Plan,
+    pub issuer: &'a IssuerView,
+    pub material: &'a Material,
+    pub id: &'a str,
+}
+
+impl Order<'_> {
+    /// Where a Secret written for this order comes from, for its annotations.
+    pub fn provenance<'b>(&'b self, run: &'b Run<'_>) -> Provenance<'b> {
+        Provenance {
+            certificate: &run.name,
+            issuer_kind: self.issuer.key.kind_str(),
+            issuer_name: &self.issuer.key.name,
+            order_id: self.id,
+        }
+    }
+}
+
+pub async fn converge(
+    run: &Run<'_>,
+    ledger: &mut Ledger,
+    plan: &Plan,
+    issuer: &IssuerView,
+    material: &Material,
+    order_id: &str,
+    existing: Option<Secret>,
+) -> Result<Flow<()>, Error> {
+    let order = Order { plan, issuer, material, id: order_id };
+    // The Secret may hold a good certificate already: then nothing is asked of the billing.
+    if ledger.status().reissue.is_none()
+        && let Some(s) = existing.as_ref().filter(|s| managed_for(s, &run.name))
+        && let Some(stored) = chain_in(s)
+    {
+        let info = stored.leaf_info();
+        if judge(plan, &info, &material.bits, None, run.now) == Verdict::Accept {
+            if run.now >= renewal_time(&info) {
+                return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial).await;
+            }
+            return store::store(run, ledger, &order, stored, existing.as_ref()).await;
+        }
+    }
+    // A new order or a reissue is followed through the list; a known certificate whose Secret
+    // was lost is downloaded directly.
+    let status = ledger.status();
+    if status.serial_number.is_none() || status.reissue.is_some() {
+        go!(poll(run, ledger, &order).await);
+    }
+    let downloaded = go!(download(run, &order).await);
+    judged(run, ledger, &order, downloaded, existing.as_ref()).await
+}
+
+/// How long a pending certificate waits before it looks again.
+fn poll_wait(run: &Run<'_>) -> Duration {
+    run.ctx.shared.settings.poll_interval.max(Duration::from_millis(200))
+}
+
+/// The order's state in the account's list (shared by every pending certificate of the account):
+/// go on to download when it is active.
+async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()> {
+    let handle = match run.handle(order.issuer) {
+        Flow::Go(h) => h,
+        Flow::Stop(s) => return Flow::Stop(s),
+    };
+    let settings = &run.ctx.shared.settings;
+    let snapshot = match handle.poller.snapshot(&handle.client, settings.poll_interval).await {
+        Ok(s) => s,
+        Err(e) => return Flow::Stop(run.billing_stop(order.issuer, e, "polling the billing")),
+    };
+    let row = snapshot.row(order.id);
+    if let Some(row) = row {
+        ledger.record(Change::OrderState(order_state(row)));
+    }
+    let recent =
+        ledger.status().ordered_at.as_ref().is_some_and(|t| crate::time::elapsed_since(t.0) < settings.order_grace);
+    match phase_stop(&billing_phase(row), order.id, recent, poll_wait(run)) {
+        None => Flow::Go(()),
+        Some((change, stop)) => {
+            if let Some(change) = change {
+                ledger.record(change);
+            }
+            Flow::Stop(stop)
+        }
+    }
+}
+
+/// What a phase other than active means for the certificate, with the status change it brings.
+/// `recent` tells whether the order is younger than the grace period: the billing may list a new
+/// order a moment after answering it. Pure.
+pub fn phase_stop(
+    phase: &BillingPhase,
+    order_id: &str,
+    recent: bool,
+    wait: Duration,
+) -> Option<(Option<Change>, Stop)> {
+    let ten_minutes = Some(Duration::from_secs(600));
+    let stop = match phase {
+        BillingPhase::Active => return None,
+        BillingPhase::Pending(what) => {
+            Stop::pending(r::PENDING, format!("order {order_id} is {what} at the billing"), wait)
+        }
+        BillingPhase::Gone if recent => {
+            Stop::pending(r::PENDING, format!("order {order_id} is not listed by the billing yet"), wait)
+        }
+        BillingPhase::Gone => {
+            return Some((
+                Some(Change::OrderState("deleted".into())),
+                Stop::blocked(
+                    r::ORDER_NOT_FOUND,
+                    format!(
+                        "order {order_id} is no longer among the account's certificates (deleted at the billing?). Nothing is ordered again automatically: delete and re-create this IspCertificate to buy a new one"
+                    ),
+                    ten_minutes,
+                ),
+            ));
+        }
+        BillingPhase::Failed => Stop::blocked(
+            r::ORDER_FAILED,
+            format!(
+                "the CA refused to issue order {order_id}; check the approver mailboxes and the order in the billing panel"
+            ),
+            ten_minutes,
+        ),
+        BillingPhase::Suspended => Stop::blocked(
+            r::ORDER_SUSPENDED,
+            format!("order {order_id} is suspended at the billing; renew or reactivate it in the billing panel"),
+            ten_minutes,
+        ),
+    };
+    Some((None, stop))
+}
+
+/// The certificate as the billing delivers it, once the CA has issued it.
+async fn download(run: &Run<'_>, order: &Order<'_>) -> Flow<Chain> {
+    let handle = match run.handle(order.issuer) {
+        Flow::Go(h) => h,
+        Flow::Stop(s) => return Flow::Stop(s),
+    };
+    match handle.client.download(order.id).await {
+        Ok(c) => Flow::Go(c),
+        Err(BillingError::NotIssuedYet) => Flow::Stop(Stop::pending(
+            r::PENDING,
+            format!("order {}: the CA has not issued the certificate yet", order.id),
+            poll_wait(run),
+        )),
+        Err(e) => Flow::Stop(run.billing_stop(order.issuer, e, "downloading the certificate")),
+    }
+}
+
+/// Acts on the judgement of a download: store it, wait for the reissue, or reissue.
+async fn judged(
+    run: &Run<'_>,
+    ledger: &mut Ledger,
+    order: &Order<'_>,
+    downloaded: Chain,
+    existing: Option<&Secret>,
+) -> Result<Flow<()>, Error> {
+    let info = downloaded.leaf_info();
+    let previous = ledger.status().reissue.as_ref().and_then(|r| r.previous_serial.clone());
+    match judge(order.plan, &info, &order.material.bits, previous.as_deref(), run.now) {
+        Verdict::Accept => store::store(run, ledger, order, downloaded, existing).await,
+        Verdict::StillPrevious => {
+            if existing.is_none() {
+                restore_previous(run, ledger, order, &downloaded).await?;
+            }
+            Ok(Flow::Stop(Stop::pending(
+                r::REISSUING,
+                format!("order {}: waiting for the reissued certificate", order.id),
+                poll_wait(run),
+            )))
+        }
+        Verdict::Reissue(need) => reissue::request(run, ledger, order, need, &info.serial).await,
+        Verdict::Reject(why) => Ok(Flow::Stop(Stop::blocked(r::CERTIFICATE_MISMATCH, why, None))),
+    }
+}
+
+/// The Secret was lost while the reissue waits for approval (which can take days): serve the
+/// certificate being replaced meanwhile, with the key it was issued for.
+async fn restore_previous(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>, served: &Chain) -> Result<(), Error> {
+    let bits = served.leaf_info().public_key_bits;
+    let material = order.material;
+    let Some(key) = [Some(&material.key), material.previous.as_ref()]
+        .into_iter()
+        .flatten()
+        .find(|k| keys::public_key_bits(k).is_ok_and(|b| b == bits))
+    else {
+        return Ok(());
+    };
+    let desired = tls_secret(order.plan, &order.provenance(run), &run.ns, served, key);
+    apply_secret(run, &desired).await?;
+    ledger.note(Note::normal(
+        r::SECRET_RESTORED,
+        format!("Secret {} was missing; restored the certificate being reissued", order.plan.secret_name),
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_phase_but_active_stops_with_its_reason() {
+        let wait = Duration::from_secs(1);
+        let reason = |phase: BillingPhase, recent: bool| {
+            phase_stop(&phase, "7", recent, wait).map(|(change, stop)| (change, stop.reason, stop.ready))
+        };
+        assert_eq!(reason(BillingPhase::Active, false), None);
+        assert_eq!(reason(BillingPhase::Pending("processing".into()), false), Some((None, r::PENDING, None)));
+        assert_eq!(
+            reason(BillingPhase::Gone, true),
+            Some((None, r::PENDING, None)),
+            "a new order may not be listed yet"
+        );
+        assert_eq!(
+            reason(BillingPhase::Gone, false),
+            Some((Some(Change::OrderState("deleted".into())), r::ORDER_NOT_FOUND, Some(false)))
+        );
+        assert_eq!(reason(BillingPhase::Failed, false), Some((None, r::ORDER_FAILED, Some(false))));
+        assert_eq!(reason(BillingPhase::Suspended, true), Some((None, r::ORDER_SUSPENDED, Some(false))));
+        let (_, stop) = phase_stop(&BillingPhase::Pending("processing".into()), "7", false, wait).unwrap();
+        assert_eq!(stop.message, "order 7 is processing at the billing");
+    }
+}

@@ -1,0 +1,257 @@
+//! What a reconcile learns and decides about a certificate, as status changes. Stages record
+//! [`Change`]s (data, applied by the pure [`apply`]) and events in the [`Ledger`]; it knows what
+//! the API server already holds, so every write sends only what changed, and the few facts that
+//! must be durable before the next step (an order intent, an order id) are written at once.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use tracing::warn;
+
+use super::run::Run;
+use super::settle::Note;
+use crate::controller::context::{Error, KubeResult};
+use crate::controller::status;
+use crate::crd::{CertificateStatus, IspCertificate, OrderAttempt, ReissueState};
+
+/// One thing a reconcile found out or decided about the certificate's status.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// This resource's order is `id` (placed, recovered or adopted at `at`); any attempt is over.
+    Ordered { id: String, at: Timestamp },
+    /// A read of the billing's list missed the order of an interrupted attempt.
+    AttemptMissed { misses: u32 },
+    /// The billing's answer to the attempt's order was lost: the order may exist.
+    AttemptOutcomeUnknown,
+    /// The attempt is over without an order (refused, or proven never placed).
+    AttemptAbandoned,
+    /// The billing's state of the order, for `status.orderState`.
+    OrderState(String),
+    /// A free reissue was requested.
+    ReissueRequested(ReissueState),
+    /// A certificate for the spec is stored in the Secret.
+    Stored(Stored),
+}
+
+/// The certificate a Secret now serves.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stored {
+    pub serial: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub names: Vec<String>,
+    pub renewal: Timestamp,
+}
+
+/// Applies one change to a status. Pure.
+pub fn apply(status: &mut CertificateStatus, change: Change) {
+    match change {
+        Change::Ordered { id, at } => {
+            status.order_id = Some(id);
+            status.ordered_at = Some(Time(at));
+            status.order_attempt = None;
+        }
+        Change::AttemptMissed { misses } => {
+            if let Some(a) = status.order_attempt.as_mut() {
+                a.misses = Some(misses);
+            }
+        }
+        Change::AttemptOutcomeUnknown => {
+            if let Some(a) = status.order_attempt.as_mut() {
+                a.outcome_unknown = Some(true);
+            }
+        }
+        Change::AttemptAbandoned => status.order_attempt = None,
+        Change::OrderState(state) => status.order_state = Some(state),
+        Change::ReissueRequested(reissue) => status.reissue = Some(reissue),
+        Change::Stored(s) => {
+            status.not_before = Some(Time(s.not_before));
+            status.not_after = Some(Time(s.not_after));
+            status.serial_number = Some(s.serial);
+            status.dns_names = s.names;
+            status.renewal_time = Some(Time(s.renewal));
+            status.reissue = None;
+            if status.order_state.as_deref().is_none_or(|st| !st.starts_with("active")) {
+                status.order_state = Some("active/issued".into());
+            }
+        }
+    }
+}
+
+/// The status a reconcile builds, what the server holds of it, and the events to publish.
+pub struct Ledger {
+    status: CertificateStatus,
+    written: CertificateStatus,
+    events: Vec<Note>,
+}
+
+/// How the write of an order intent went.
+pub enum Intent {
+    Written,
+    /// The resource changed since it was read: nothing was written.
+    Conflict,
+}
+
+impl Ledger {
+    /// A ledger starting from the status the reconcile read.
+    pub fn new(status: &CertificateStatus) -> Self {
+        Ledger { status: status.clone(), written: status.clone(), events: Vec::new() }
+    }
+
+    /// The status as built so far.
+    pub fn status(&self) -> &CertificateStatus {
+        &self.status
+    }
+
+    pub fn record(&mut self, change: Change) {
+        apply(&mut self.status, change);
+    }
+
+    /// Queues an event, published after the status is written.
+    pub fn note(&mut self, note: Note) {
+        self.events.push(note);
+    }
+
+    /// Writes what changed since the last write.
+    pub async fn persist(&mut self, run: &Run<'_>) -> Result<(), Error> {
+        status::write(&run.api, &run.name, &self.written, &self.status, None)
+            .await
+            .doing(|| format!("patch status of {}", run.key()))?;
+        self.written = self.status.clone();
+        Ok(())
+    }
+
+    /// Writes what changed, trying a few times: for a fact that keeps every later reconcile from
+    /// spending money again (an order id).
+    pub async fn persist_retrying(&mut self, run: &Run<'_>) -> Result<(), Error> {
+        let mut tries = 0;
+        loop {
+            match self.persist(run).await {
+                Ok(()) => return Ok(()),
+                Err(e) if tries < 3 => {
+                    tries += 1;
+                    warn!(error = %e, "writing the status failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Writes the intent to order on `fresh`, the resource as just read from the server, with its
+    /// resourceVersion as a precondition: if anything changed meanwhile nothing is written. From
+    /// then on the server's status is this ledger's base.
+    pub async fn write_intent(
+        &mut self,
+        run: &Run<'_>,
+        fresh: &IspCertificate,
+        attempt: OrderAttempt,
+    ) -> Result<Intent, Error> {
+        let base = fresh.status.clone().unwrap_or_default();
+        let mut with_intent = base.clone();
+        with_intent.order_attempt = Some(attempt);
+        let precondition = fresh.metadata.resource_version.as_deref();
+        match status::write(&run.api, &run.name, &base, &with_intent, precondition).await {
+            Ok(_) => {
+                self.status = with_intent.clone();
+                self.written = with_intent;
+                Ok(Intent::Written)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Intent::Conflict),
+            Err(e) => Err(Error::kube(format!("write the order intent to the status of {}", run.key()), e)),
+        }
+    }
+
+    /// The built status, the status the server holds, and the queued events.
+    pub fn into_parts(self) -> (CertificateStatus, CertificateStatus, Vec<Note>) {
+        (self.status, self.written, self.events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use jiff::SignedDuration;
+
+    use super::*;
+
+    fn at(s: &str) -> Timestamp {
+        s.parse().unwrap()
+    }
+
+    fn attempt() -> OrderAttempt {
+        OrderAttempt {
+            started_at: Time(at("2026-12-01T10:00:00Z")),
+            remote_id: "ispcert-tag".into(),
+            outcome_unknown: None,
+            misses: None,
+        }
+    }
+
+    #[test]
+    fn each_change_touches_only_its_fields() {
+        let t = at("2026-12-01T12:00:00Z");
+        let base = CertificateStatus { order_attempt: Some(attempt()), ..Default::default() };
+        let cases: Vec<(Change, CertificateStatus)> = vec![
+            (
+                Change::Ordered { id: "42".into(), at: t },
+                CertificateStatus { order_id: Some("42".into()), ordered_at: Some(Time(t)), ..Default::default() },
+            ),
+            (
+                Change::AttemptMissed { misses: 2 },
+                CertificateStatus {
+                    order_attempt: Some(OrderAttempt { misses: Some(2), ..attempt() }),
+                    ..Default::default()
+                },
+            ),
+            (
+                Change::AttemptOutcomeUnknown,
+                CertificateStatus {
+                    order_attempt: Some(OrderAttempt { outcome_unknown: Some(true), ..attempt() }),
+                    ..Default::default()
+                },
+            ),
+            (Change::AttemptAbandoned, CertificateStatus::default()),
+            (
+                Change::OrderState("processing".into()),
+                CertificateStatus { order_state: Some("processing".into()), ..base.clone() },
+            ),
+        ];
+        for (change, want) in cases {
+            let mut s = base.clone();
+            apply(&mut s, change.clone());
+            assert_eq!(s, want, "{change:?}");
+        }
+    }
+
+    #[test]
+    fn a_stored_certificate_ends_the_reissue_and_is_active() {
+        let t = at("2026-12-01T12:00:00Z");
+        let stored = Stored {
+            serial: "0a".into(),
+            not_before: t,
+            not_after: t + SignedDuration::from_hours(24 * 90),
+            names: vec!["a.example.com".into()],
+            renewal: t + SignedDuration::from_hours(24 * 60),
+        };
+        let reissue =
+            ReissueState { requested_at: Time(t), reason: "Renewal".into(), previous_serial: Some("09".into()) };
+        for (state, want) in
+            [(None, "active/issued"), (Some("processing"), "active/issued"), (Some("active"), "active")]
+        {
+            let mut s = CertificateStatus {
+                reissue: Some(reissue.clone()),
+                order_state: state.map(String::from),
+                ..Default::default()
+            };
+            apply(&mut s, Change::Stored(stored.clone()));
+            assert_eq!(s.reissue, None);
+            assert_eq!(s.order_state.as_deref(), Some(want));
+            assert_eq!((s.serial_number.as_deref(), s.dns_names.len()), (Some("0a"), 1));
+            assert_eq!(s.renewal_time, Some(Time(stored.renewal)));
+        }
+        let mut s = CertificateStatus::default();
+        apply(&mut s, Change::ReissueRequested(reissue.clone()));
+        assert_eq!(s.reissue, Some(reissue));
+    }
+}
