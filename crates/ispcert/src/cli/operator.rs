@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
-use tracing::{error, info, warn};
+use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 use super::{ControllerArgs, LogFormat};
@@ -116,35 +116,23 @@ pub async fn run(args: ControllerArgs) -> ExitCode {
         eprintln!("error: {e}");
         return ExitCode::FAILURE;
     }
-    let client = match kube_client(&args).await {
-        Ok(c) => c,
+    match serve(args).await {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");
-            return ExitCode::FAILURE;
+            ExitCode::FAILURE
         }
-    };
-    if let Err(e) = controller::check_crds(&client).await {
-        error!("{e}");
-        return ExitCode::FAILURE;
     }
+}
 
+/// The operator until a signal stops it: the client, the CRD check, the metrics endpoint, the
+/// Lease, then the controllers.
+async fn serve(args: ControllerArgs) -> Result<(), String> {
+    let client = kube_client(&args).await?;
+    controller::check_crds(&client).await.map_err(|e| e.to_string())?;
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
-    if args.metrics_addr != "off" {
-        let addr: SocketAddr = match args.metrics_addr.parse() {
-            Ok(a) => a,
-            Err(e) => {
-                error!("--metrics-addr {:?}: {e}", args.metrics_addr);
-                return ExitCode::FAILURE;
-            }
-        };
-        let (m, r) = (metrics.clone(), ready.clone());
-        tokio::spawn(async move {
-            if let Err(e) = serve_metrics(addr, m, r).await {
-                error!("{e}");
-            }
-        });
-    }
+    start_metrics(&args, &metrics, &ready)?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -155,66 +143,77 @@ pub async fn run(args: ControllerArgs) -> ExitCode {
 
     // With several replicas only the Lease holder reconciles; losing the Lease ends the process
     // so that a restarted pod re-joins the election cleanly, never with two leaders writing.
-    let mut lease_lost: Option<watch::Receiver<bool>> = None;
-    if args.leader_elect {
-        let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ispcert-{}", std::process::id()));
-        let duration = args.lease_duration.as_secs();
-        if duration < 3 {
-            error!("--lease-duration must be at least 3s");
-            return ExitCode::FAILURE;
-        }
-        // The holder renews `grace` before the Lease expires; a third of it leaves room for a
-        // slow API server without handing the Lease over needlessly.
-        let grace = (duration / 3).clamp(1, 5);
-        let manager = match kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "ispcert-leader")
-            .with_namespace(&args.operator_namespace)
-            .with_identity(identity)
-            .with_grace(grace)
-            .with_duration(duration)
-            .build()
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                error!("leader election in namespace {}: {e}", args.operator_namespace);
-                return ExitCode::FAILURE;
-            }
-        };
-        let (mut leading, _task) = manager.watch().await;
-        info!("waiting to become the leader");
-        let mut stop = stop_rx.clone();
-        loop {
-            if *leading.borrow_and_update() {
-                break;
-            }
-            tokio::select! {
-                changed = leading.changed() => if changed.is_err() { error!("leader election stopped"); return ExitCode::FAILURE; },
-                _ = stop.wait_for(|s| *s) => return ExitCode::SUCCESS,
-            }
-        }
-        info!("leading");
-        lease_lost = Some(leading);
-    }
-
+    let leadership = match args.leader_elect {
+        true => match lead(&args, &client, stop_rx.clone()).await? {
+            Some(leadership) => Some(leadership),
+            None => return Ok(()),
+        },
+        false => None,
+    };
     ready.store(true, Ordering::Relaxed);
     let run = controller::run(client, settings(&args), metrics, stop_rx);
-    let result = match lease_lost {
-        None => run.await,
-        Some(mut leading) => {
-            tokio::select! {
-                r = run => r,
-                _ = async { while leading.changed().await.is_ok() { if !*leading.borrow() { break; } } } => {
-                    warn!("lost the leader Lease; exiting so that only one replica writes");
-                    return ExitCode::FAILURE;
-                }
-            }
-        }
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!("{e}");
-            ExitCode::FAILURE
+    let Some((mut leading, _lease_task)) = leadership else { return run.await.map_err(|e| e.to_string()) };
+    tokio::select! {
+        r = run => r.map_err(|e| e.to_string()),
+        _ = async { while leading.changed().await.is_ok() { if !*leading.borrow() { break; } } } => {
+            Err("lost the leader Lease; exiting so that only one replica writes".into())
         }
     }
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` in the background unless `--metrics-addr off`.
+fn start_metrics(args: &ControllerArgs, metrics: &Metrics, ready: &Arc<AtomicBool>) -> Result<(), String> {
+    if args.metrics_addr == "off" {
+        return Ok(());
+    }
+    let addr: SocketAddr =
+        args.metrics_addr.parse().map_err(|e| format!("--metrics-addr {:?}: {e}", args.metrics_addr))?;
+    let (m, r) = (metrics.clone(), ready.clone());
+    tokio::spawn(async move {
+        if let Err(e) = serve_metrics(addr, m, r).await {
+            error!("{e}");
+        }
+    });
+    Ok(())
+}
+
+/// The Lease's state (false once lost) and the task that keeps it.
+type Leadership =
+    (watch::Receiver<bool>, tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>);
+
+/// Waits until this process holds the Lease; `None` when a signal came first.
+async fn lead(
+    args: &ControllerArgs,
+    client: &kube::Client,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<Leadership>, String> {
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ispcert-{}", std::process::id()));
+    let duration = args.lease_duration.as_secs();
+    if duration < 3 {
+        return Err("--lease-duration must be at least 3s".into());
+    }
+    // The holder renews `grace` before the Lease expires; a third of it leaves room for a slow
+    // API server without handing the Lease over needlessly.
+    let grace = (duration / 3).clamp(1, 5);
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "ispcert-leader")
+        .with_namespace(&args.operator_namespace)
+        .with_identity(identity)
+        .with_grace(grace)
+        .with_duration(duration)
+        .build()
+        .await
+        .map_err(|e| format!("leader election in namespace {}: {e}", args.operator_namespace))?;
+    let (mut leading, task) = manager.watch().await;
+    info!("waiting to become the leader");
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leading.changed() => if changed.is_err() { return Err("leader election stopped".into()); },
+            _ = stop.wait_for(|s| *s) => return Ok(None),
+        }
+    }
+    info!("leading");
+    Ok(Some((leading, task)))
 }

@@ -11,7 +11,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::conditions;
 use super::context::{Error, KubeResult, Shared};
@@ -56,6 +56,17 @@ struct Check {
 }
 
 pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        kind = obj.view().key.kind_str(),
+        namespace = %obj.namespace().unwrap_or_default(),
+        name = %obj.name_any(),
+        generation = obj.meta().generation.unwrap_or_default(),
+    );
+    reconcile_issuer(obj, shared).instrument(span).await
+}
+
+async fn reconcile_issuer<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> Result<Action, Error> {
     let view = obj.view();
     let settings = &shared.settings;
     shared.metrics.reconciles.get_or_create(&super::metrics::ControllerLabels { controller: "issuer".into() }).inc();
@@ -65,7 +76,7 @@ pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> R
         Ok(c) => c,
         Err(e) => {
             let wait = shared.backoff.fail(&backoff_key, settings.backoff_min, settings.backoff_max);
-            warn!(issuer = %view.key, error = %e, "issuer check failed");
+            warn!(error = %e, "issuer check failed");
             Check { ready: false, reason: r::KUBERNETES_ERROR, message: e.to_string(), requeue: wait }
         }
     };
@@ -84,7 +95,7 @@ pub async fn reconcile<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -> R
         new.last_check_time = Some(Time(now));
         let kind = if check.ready { EventType::Normal } else { EventType::Warning };
         shared.event(obj.as_ref(), kind, check.reason, "CheckCredentials", check.message.clone()).await;
-        info!(issuer = %view.key, ready = check.ready, reason = check.reason, "issuer checked");
+        info!(ready = check.ready, reason = check.reason, "issuer checked");
     }
     let api = K::api(shared.client.clone(), obj.namespace().as_deref());
     status::write(&api, &obj.name_any(), &view.status, &new, None)
@@ -113,79 +124,96 @@ async fn check(view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
                 CredentialsError::NotFound { .. } => r::CREDENTIALS_NOT_FOUND,
                 CredentialsError::Invalid { .. } => r::CREDENTIALS_INVALID,
                 CredentialsError::NamespaceNotAllowed { .. } => r::CREDENTIALS_NAMESPACE_NOT_ALLOWED,
-                CredentialsError::Kube(_) => r::KUBERNETES_ERROR,
+                CredentialsError::Kube { .. } => r::KUBERNETES_ERROR,
             };
             return Ok(not_ready(reason, e.to_string()));
         }
     };
 
-    let ready_now = conditions::is_true(&view.status.conditions, r::READY);
-    if let Some(h) = shared.issuers.get(view)
-        && h.secret_version == secret_version
-        && ready_now
-        && h.checked_at.elapsed() < settings.issuer_recheck
-    {
-        return Ok(Check {
-            ready: true,
-            reason: r::CREDENTIALS_VERIFIED,
-            message: ready_message(&h.client),
-            // Saturating: the clock moved on since the comparison above.
-            requeue: settings.issuer_recheck.saturating_sub(h.checked_at.elapsed()),
-        });
+    if let Some(check) = still_verified(view, shared, &secret_version) {
+        return Ok(check);
     }
     if let Some(refusal) = shared.issuers.refused_recently(&view.key, &secret_version, settings.wrong_credentials_retry)
     {
         return Ok(not_ready(refusal.reason, refusal.message));
     }
-
     let client = BillingClient::new(shared.http.clone(), &view.spec.url, credentials)
         .map_err(|e| Error::Internal(e.to_string()))?;
-    let account = client.credentials().redacted_email();
-    match client.verify_access().await {
+    Ok(verify(view, shared, client, secret_version, retry).await)
+}
+
+/// The last check still holds: same Secret, Ready, and checked less than the recheck interval ago.
+fn still_verified(view: &IssuerView, shared: &Shared, secret_version: &str) -> Option<Check> {
+    let recheck = shared.settings.issuer_recheck;
+    let h = shared.issuers.get(view)?;
+    let fresh = h.secret_version == secret_version
+        && conditions::is_true(&view.status.conditions, r::READY)
+        && h.checked_at.elapsed() < recheck;
+    fresh.then(|| Check {
+        ready: true,
+        reason: r::CREDENTIALS_VERIFIED,
+        message: ready_message(&h.client),
+        // Saturating: the clock moved on since the comparison above.
+        requeue: recheck.saturating_sub(h.checked_at.elapsed()),
+    })
+}
+
+/// Asks the billing whether it takes these credentials; registers the client when it does and
+/// remembers a refusal when it does not.
+async fn verify(
+    view: &IssuerView,
+    shared: &Shared,
+    client: BillingClient,
+    secret_version: String,
+    retry: Duration,
+) -> Check {
+    let settings = &shared.settings;
+    let e = match client.verify_access().await {
         Ok(()) => {
             shared.issuers.clear_refusal(&view.key);
             let poller = shared.issuers.poller_for(&client);
             let message = ready_message(&client);
-            shared.issuers.insert(
-                view.key.clone(),
-                IssuerHandle {
-                    checked_at: std::time::Instant::now(),
-                    uid: view.uid.clone(),
-                    generation: view.generation,
-                    secret_version,
-                    client,
-                    poller,
-                },
-            );
-            Ok(Check { ready: true, reason: r::CREDENTIALS_VERIFIED, message, requeue: settings.issuer_recheck })
-        }
-        Err(e) => {
-            shared.issuers.remove(&view.key);
-            let (reason, message) = match &e {
-                BillingError::Auth => (
-                    r::WRONG_CREDENTIALS,
-                    format!(
-                        "the billing refused the login {account}: fix the email or password in Secret {}; checked again when the Secret changes",
-                        view.spec.credentials_secret_ref.name
-                    ),
-                ),
-                BillingError::Access { .. } => (r::ACCESS_DENIED, e.to_string()),
-                BillingError::Transport { .. } => (r::BILLING_UNREACHABLE, format!("{} at {}", e, view.spec.url)),
-                _ => (r::BILLING_ERROR, e.to_string()),
+            let handle = IssuerHandle {
+                checked_at: std::time::Instant::now(),
+                uid: view.uid.clone(),
+                generation: view.generation,
+                secret_version,
+                client,
+                poller,
             };
-            if matches!(e, BillingError::Auth | BillingError::Access { .. }) {
-                let at = std::time::Instant::now();
-                let refusal = Refusal { secret_version, at, reason, message: message.clone() };
-                shared.issuers.record_refusal(&view.key, refusal);
-            }
-            let requeue = match &e {
-                BillingError::Transport { .. } => {
-                    shared.backoff.fail(&format!("issuer/{}", view.key), settings.backoff_min, settings.backoff_max)
-                }
-                _ => retry,
-            };
-            Ok(Check { ready: false, reason, message, requeue })
+            shared.issuers.insert(view.key.clone(), handle);
+            return Check { ready: true, reason: r::CREDENTIALS_VERIFIED, message, requeue: settings.issuer_recheck };
         }
+        Err(e) => e,
+    };
+    shared.issuers.remove(&view.key);
+    let (reason, message) = refused(view, &client.credentials().redacted_email(), &e);
+    if matches!(e, BillingError::Auth | BillingError::Access { .. }) {
+        let at = std::time::Instant::now();
+        shared.issuers.record_refusal(&view.key, Refusal { secret_version, at, reason, message: message.clone() });
+    }
+    let requeue = match &e {
+        BillingError::Transport { .. } => {
+            shared.backoff.fail(&format!("issuer/{}", view.key), settings.backoff_min, settings.backoff_max)
+        }
+        _ => retry,
+    };
+    Check { ready: false, reason, message, requeue }
+}
+
+/// The reason and message of a failed credentials check. Pure.
+fn refused(view: &IssuerView, account: &str, e: &BillingError) -> (&'static str, String) {
+    match e {
+        BillingError::Auth => (
+            r::WRONG_CREDENTIALS,
+            format!(
+                "the billing refused the login {account}: fix the email or password in Secret {}; checked again when the Secret changes",
+                view.spec.credentials_secret_ref.name
+            ),
+        ),
+        BillingError::Access { .. } => (r::ACCESS_DENIED, e.to_string()),
+        BillingError::Transport { .. } => (r::BILLING_UNREACHABLE, format!("{} at {}", e, view.spec.url)),
+        _ => (r::BILLING_ERROR, e.to_string()),
     }
 }
 

@@ -88,8 +88,13 @@ pub enum CredentialsError {
     Invalid { namespace: String, name: String, problem: String },
     #[error("the credentials Secret must be in namespace {allowed}, not {asked}: {why}")]
     NamespaceNotAllowed { allowed: String, asked: String, why: &'static str },
-    #[error("reading Secret: {0}")]
-    Kube(#[from] kube::Error),
+    #[error("read Secret {namespace}/{name}: {source}")]
+    Kube {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
 }
 
 /// Reads an issuer's credentials. The namespace is fixed by the caller: the issuer's own for an
@@ -113,7 +118,8 @@ pub async fn load_credentials(
     let api: Api<Secret> = Api::namespaced(client.clone(), &namespace);
     let secret = api
         .get_opt(&r.name)
-        .await?
+        .await
+        .map_err(|source| CredentialsError::Kube { namespace: namespace.clone(), name: r.name.clone(), source })?
         .ok_or_else(|| CredentialsError::NotFound { namespace: namespace.clone(), name: r.name.clone() })?;
     // Only a trailing line break is dropped (files made with `echo` have one): spaces may be
     // part of a password, as `ispcert account check` treats them.

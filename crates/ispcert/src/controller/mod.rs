@@ -121,15 +121,8 @@ pub async fn run(
 ) -> Result<(), StartError> {
     check_crds(&client).await?;
     let (recheck, _) = broadcast::channel(1024);
-    let stop = move |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-
-    let cluster_issuer_watch = match &settings.cluster_issuer_selector {
-        Some(selector) => watcher::Config::default().labels(selector),
-        None => watcher::Config::default(),
-    };
-    let cluster_issuers = Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), cluster_issuer_watch.clone());
+    let cluster_issuers =
+        Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), cluster_issuer_watch(&settings));
     let shared = Arc::new(Shared {
         client: client.clone(),
         http: crate::billing::http_pool(settings.billing_timeout)?,
@@ -140,126 +133,161 @@ pub async fn run(
         issuers: issuers::IssuerRegistry::new(metrics.list_calls.clone()),
         metrics,
         backoff: Default::default(),
-        recheck: recheck.clone(),
+        recheck,
         cluster_issuers: cluster_issuers.store(),
         verified: Default::default(),
         settings: settings.clone(),
     });
-
-    let mut tasks: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    tasks.push(
-        cluster_issuers
-            .reconcile_on(rechecks(&recheck, IssuerKind::ClusterIspIssuer, None))
-            .graceful_shutdown_on(stop(shutdown.clone()))
-            .run(issuer::reconcile::<ClusterIspIssuer>, issuer::error_policy::<ClusterIspIssuer>, shared.clone())
-            .for_each(|_| future::ready(()))
-            .boxed(),
-    );
-
-    // One controller per namespace: a namespace named twice would get two, reconciling the same
-    // objects at once.
-    let mut namespaces = settings.namespaces.clone();
-    namespaces.sort();
-    namespaces.dedup();
-    let scopes: Vec<Option<String>> =
-        if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() };
-    for scope in scopes {
-        let scope = scope.as_deref();
-        let issuer_controller = Controller::new(api_in::<IspIssuer>(&client, scope), watcher::Config::default());
-        let issuer_store = issuer_controller.store();
-        tasks.push(
-            issuer_controller
-                .reconcile_on(rechecks(&recheck, IssuerKind::IspIssuer, scope.map(str::to_string)))
-                .graceful_shutdown_on(stop(shutdown.clone()))
-                .run(issuer::reconcile::<IspIssuer>, issuer::error_policy::<IspIssuer>, shared.clone())
-                .for_each(|_| future::ready(()))
-                .boxed(),
-        );
-
-        // Our own status writes must not trigger the next reconcile (a failure would retry at
-        // once instead of after its backoff): only changes of the spec (generation), the
-        // annotations (the clean-up way out) and the finalizers wake a certificate up; deletion
-        // bumps the generation too.
-        let (cert_store, cert_writer) = reflector::store::<IspCertificate>();
-        let cert_events = watcher(api_in::<IspCertificate>(&client, scope), watcher::Config::default())
-            .default_backoff()
-            .reflect(cert_writer)
-            .applied_objects()
-            .predicate_filter(
-                predicates::generation.combine(predicates::annotations).combine(predicates::finalizers),
-                Default::default(),
-            );
-        let certificates = Controller::for_stream(cert_events, cert_store.clone());
-
-        let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-        // Metadata only, and only Secrets carrying our label: memory stays flat however many
-        // other Secrets the cluster holds.
-        let secret_events = reflector::reflector(
-            secret_writer,
-            watcher(
-                api_in::<PartialObjectMeta<Secret>>(&client, scope),
-                watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
-            ),
-        )
-        .default_backoff()
-        .touched_objects();
-
-        let by_issuer = |store: reflector::Store<IspCertificate>, kind: IssuerKind| {
-            move |name: String, namespace: Option<String>| {
-                store
-                    .state()
-                    .into_iter()
-                    .filter(|c| {
-                        c.spec.issuer_ref.kind == kind
-                            && c.spec.issuer_ref.name == name
-                            && (namespace.is_none() || c.namespace() == namespace)
-                    })
-                    .map(|c| ObjectRef::from_obj(c.as_ref()))
-                    .collect::<Vec<_>>()
-            }
-        };
-        let namespaced_map = by_issuer(cert_store.clone(), IssuerKind::IspIssuer);
-        let cluster_map = by_issuer(cert_store.clone(), IssuerKind::ClusterIspIssuer);
-
-        let ctx = Arc::new(Context {
-            shared: shared.clone(),
-            certificates: cert_store,
-            issuers: issuer_store,
-            secrets: secret_reader,
-        });
-        tasks.push(
-            certificates
-                .watches_stream(secret_events, |meta: PartialObjectMeta<Secret>| {
-                    let ns = meta.namespace();
-                    meta.labels()
-                        .get(secrets::LABEL_CERTIFICATE)
-                        .zip(ns)
-                        .map(|(name, ns)| ObjectRef::<IspCertificate>::new(name).within(&ns))
-                })
-                .watches(api_in::<IspIssuer>(&client, scope), watcher::Config::default(), move |i: IspIssuer| {
-                    namespaced_map(i.name_any(), i.namespace())
-                })
-                .watches(
-                    Api::<ClusterIspIssuer>::all(client.clone()),
-                    cluster_issuer_watch.clone(),
-                    move |i: ClusterIspIssuer| cluster_map(i.name_any(), None),
-                )
-                .graceful_shutdown_on(stop(shutdown.clone()))
-                .run(certificate::reconcile, certificate::error_policy, ctx)
-                .for_each(|result| {
-                    if let Err(e) = result {
-                        match e {
-                            kube::runtime::controller::Error::ObjectNotFound(_) => {}
-                            other => warn!(error = %other, "certificate controller"),
-                        }
-                    }
-                    future::ready(())
-                })
-                .boxed(),
-        );
+    let mut tasks = vec![cluster_issuer_task(cluster_issuers, &shared, &shutdown)];
+    for scope in scopes(&settings) {
+        let (issuer_task, issuers) = issuer_task(&client, scope.as_deref(), &shared, &shutdown);
+        tasks.push(issuer_task);
+        tasks.push(certificate_task(&client, scope.as_deref(), &shared, issuers, &shutdown));
     }
     info!(namespaces = ?settings.namespaces, "ispcert controllers running");
     future::join_all(tasks).await;
     info!("ispcert controllers stopped");
     Ok(())
+}
+
+type Task = futures::future::BoxFuture<'static, ()>;
+
+/// Resolves when `shutdown` turns true.
+async fn stopped(mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+fn cluster_issuer_watch(settings: &Settings) -> watcher::Config {
+    match &settings.cluster_issuer_selector {
+        Some(selector) => watcher::Config::default().labels(selector),
+        None => watcher::Config::default(),
+    }
+}
+
+/// The watched scopes: all namespaces, or each namespace given once (a namespace named twice
+/// would get two controllers, reconciling the same objects at once).
+fn scopes(settings: &Settings) -> Vec<Option<String>> {
+    let mut namespaces = settings.namespaces.clone();
+    namespaces.sort();
+    namespaces.dedup();
+    if namespaces.is_empty() { vec![None] } else { namespaces.into_iter().map(Some).collect() }
+}
+
+fn cluster_issuer_task(
+    controller: Controller<ClusterIspIssuer>,
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+) -> Task {
+    controller
+        .reconcile_on(rechecks(&shared.recheck, IssuerKind::ClusterIspIssuer, None))
+        .graceful_shutdown_on(stopped(shutdown.clone()))
+        .run(issuer::reconcile::<ClusterIspIssuer>, issuer::error_policy::<ClusterIspIssuer>, shared.clone())
+        .for_each(|_| future::ready(()))
+        .boxed()
+}
+
+/// The `IspIssuer` controller of a scope, and its cache (which certificates read).
+fn issuer_task(
+    client: &kube::Client,
+    scope: Option<&str>,
+    shared: &Arc<Shared>,
+    shutdown: &watch::Receiver<bool>,
+) -> (Task, reflector::Store<IspIssuer>) {
+    let controller = Controller::new(api_in::<IspIssuer>(client, scope), watcher::Config::default());
+    let store = controller.store();
+    let task = controller
+        .reconcile_on(rechecks(&shared.recheck, IssuerKind::IspIssuer, scope.map(str::to_string)))
+        .graceful_shutdown_on(stopped(shutdown.clone()))
+        .run(issuer::reconcile::<IspIssuer>, issuer::error_policy::<IspIssuer>, shared.clone())
+        .for_each(|_| future::ready(()))
+        .boxed();
+    (task, store)
+}
+
+/// The certificate controller of a scope: woken by its certificates' spec, annotation and
+/// finalizer changes, by changes of the Secrets they own, and by their issuers' changes.
+fn certificate_task(
+    client: &kube::Client,
+    scope: Option<&str>,
+    shared: &Arc<Shared>,
+    issuers: reflector::Store<IspIssuer>,
+    shutdown: &watch::Receiver<bool>,
+) -> Task {
+    // Our own status writes must not trigger the next reconcile (a failure would retry at once
+    // instead of after its backoff): only changes of the spec (generation), the annotations (the
+    // clean-up way out) and the finalizers wake a certificate up; deletion bumps the generation.
+    let (cert_store, cert_writer) = reflector::store::<IspCertificate>();
+    let cert_events = watcher(api_in::<IspCertificate>(client, scope), watcher::Config::default())
+        .default_backoff()
+        .reflect(cert_writer)
+        .applied_objects()
+        .predicate_filter(
+            predicates::generation.combine(predicates::annotations).combine(predicates::finalizers),
+            Default::default(),
+        );
+    let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    // Metadata only, and only Secrets carrying our label: memory stays flat however many other
+    // Secrets the cluster holds.
+    let secret_events = reflector::reflector(
+        secret_writer,
+        watcher(
+            api_in::<PartialObjectMeta<Secret>>(client, scope),
+            watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
+        ),
+    )
+    .default_backoff()
+    .touched_objects();
+    let namespaced_map = by_issuer(cert_store.clone(), IssuerKind::IspIssuer);
+    let cluster_map = by_issuer(cert_store.clone(), IssuerKind::ClusterIspIssuer);
+    let ctx =
+        Arc::new(Context { shared: shared.clone(), certificates: cert_store.clone(), issuers, secrets: secret_reader });
+    Controller::for_stream(cert_events, cert_store)
+        .watches_stream(secret_events, owner_of_secret)
+        .watches(api_in::<IspIssuer>(client, scope), watcher::Config::default(), move |i: IspIssuer| {
+            namespaced_map(i.name_any(), i.namespace())
+        })
+        .watches(
+            Api::<ClusterIspIssuer>::all(client.clone()),
+            cluster_issuer_watch(&shared.settings),
+            move |i: ClusterIspIssuer| cluster_map(i.name_any(), None),
+        )
+        .graceful_shutdown_on(stopped(shutdown.clone()))
+        .run(certificate::reconcile, certificate::error_policy, ctx)
+        .for_each(|result| {
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ObjectNotFound(_) => {}
+                    other => warn!(error = %other, "certificate controller"),
+                }
+            }
+            future::ready(())
+        })
+        .boxed()
+}
+
+/// The certificate a Secret we wrote belongs to, from its label.
+fn owner_of_secret(meta: PartialObjectMeta<Secret>) -> Option<ObjectRef<IspCertificate>> {
+    let ns = meta.namespace()?;
+    let name = meta.labels().get(secrets::LABEL_CERTIFICATE)?;
+    Some(ObjectRef::<IspCertificate>::new(name).within(&ns))
+}
+
+/// Maps an issuer (kind, name, namespace for `IspIssuer`) to the certificates of the cache that
+/// name it.
+fn by_issuer(
+    store: reflector::Store<IspCertificate>,
+    kind: IssuerKind,
+) -> impl Fn(String, Option<String>) -> Vec<ObjectRef<IspCertificate>> + Send + Sync + 'static {
+    move |name: String, namespace: Option<String>| {
+        store
+            .state()
+            .into_iter()
+            .filter(|c| {
+                c.spec.issuer_ref.kind == kind
+                    && c.spec.issuer_ref.name == name
+                    && (namespace.is_none() || c.namespace() == namespace)
+            })
+            .map(|c| ObjectRef::from_obj(c.as_ref()))
+            .collect()
+    }
 }

@@ -122,18 +122,62 @@ fn key_algorithm(algorithm: KeyAlgorithmSpec, size: Option<u32>) -> Result<KeyAl
     }
 }
 
-/// Checks a spec against the catalog and its issuer, and resolves every default.
+/// Checks a spec against the catalog and its issuer, and resolves every default. Every problem
+/// is reported at once, so one round of fixes is enough.
 pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<String>> {
     let mut problems = Vec::new();
+    let lookup = product(spec, issuer, &mut problems);
+    if spec.period != 12 && spec.period != 24 {
+        problems.push(format!("period must be 12 or 24 months, not {}", spec.period));
+    }
+    let cn = names(spec, &mut problems);
+    let addon = lookup.as_ref().and_then(|l| product_fit(spec, l.product, &cn, &mut problems));
+    let approvers = approvers(spec, &cn, &mut problems);
+    let key = key_plan(spec, &mut problems);
+    let base_subject = issuer.subject.clone().unwrap_or_default();
+    let subject = spec.subject.as_ref().map(|s| s.over(&base_subject)).unwrap_or(base_subject);
+    if spec.private_key.as_ref().is_some_and(|k| k.source == KeySource::Billing) {
+        billing_subject_complete(&subject, &mut problems);
+    }
+    let (admin, tech) = contacts(spec, issuer, &mut problems);
 
-    let lookup = catalog::lookup(&spec.product);
-    if lookup.is_none() {
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    // Every `None` above pushed a problem, so these are present here.
+    let (Some(l), Some(key), Some(admin), Some(tech)) = (lookup, key, admin, tech) else {
+        return Err(vec!["internal: incomplete plan".into()]);
+    };
+    let region = l.region_of_id.unwrap_or(issuer.region);
+    Ok(Plan {
+        product: l.product,
+        region,
+        pricelist: l.product.pricelist(region),
+        period: spec.period,
+        common_name: cn,
+        alt_names: spec.alt_names.clone(),
+        addon,
+        approvers,
+        key,
+        subject,
+        admin: contact(&admin),
+        tech: contact(&tech),
+        adopt: spec.order_id.clone(),
+        secret_name: spec.secret_name.clone(),
+        secret_template: spec.secret_template.clone().unwrap_or_default(),
+        deletion_policy: spec.deletion_policy,
+    })
+}
+
+/// The product, by name or by a price-list id of the issuer's region.
+fn product(spec: &IspCertificateSpec, issuer: &IssuerSpec, problems: &mut Vec<String>) -> Option<catalog::Lookup> {
+    let Some(l) = catalog::lookup(&spec.product) else {
         let hints = catalog::suggestions(&spec.product);
         let hint = if hints.is_empty() { String::new() } else { format!(" (did you mean {}?)", hints.join(", ")) };
         problems.push(format!("unknown product {:?}{hint}; `ispcert catalog` lists the products", spec.product));
-    }
-    if let Some(l) = &lookup
-        && let Some(r) = l.region_of_id
+        return None;
+    };
+    if let Some(r) = l.region_of_id
         && r != issuer.region
     {
         problems.push(format!(
@@ -144,10 +188,11 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
             l.product.name
         ));
     }
-    if spec.period != 12 && spec.period != 24 {
-        problems.push(format!("period must be 12 or 24 months, not {}", spec.period));
-    }
+    Some(l)
+}
 
+/// The common name (trimmed), with the problems of it and of the alt names.
+fn names(spec: &IspCertificateSpec, problems: &mut Vec<String>) -> String {
     let cn = spec.common_name.trim().to_string();
     if cn.is_empty() {
         problems.push("commonName must not be empty".into());
@@ -171,26 +216,31 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
             problems.push(format!("altNames lists {n:?} twice"));
         }
     }
+    cn
+}
 
-    let mut addon = None;
-    if let Some(l) = &lookup {
-        let p = l.product;
-        if cn.starts_with("*.") && !p.wildcard {
-            problems.push(format!(
-                "{} is not a wildcard product, so it cannot cover {cn}; choose a -wildcard product",
-                p.name
-            ));
-        }
-        if !cn.starts_with("*.") && !cn.is_empty() && p.wildcard {
-            problems.push(format!("{} is a wildcard product; its commonName must start with *.", p.name));
-        }
-        match p.addon_for(spec.alt_names.len(), spec.multi_domain.as_ref().map(|m| m.addon_code)) {
-            Ok(a) => addon = a,
-            Err(e) => problems.push(e.to_string()),
+/// Whether the product takes these names (wildcard or not, how many domains), and the addon the
+/// order needs for the alt names.
+fn product_fit(spec: &IspCertificateSpec, p: &Product, cn: &str, problems: &mut Vec<String>) -> Option<(u32, usize)> {
+    if cn.starts_with("*.") && !p.wildcard {
+        problems
+            .push(format!("{} is not a wildcard product, so it cannot cover {cn}; choose a -wildcard product", p.name));
+    }
+    if !cn.starts_with("*.") && !cn.is_empty() && p.wildcard {
+        problems.push(format!("{} is a wildcard product; its commonName must start with *.", p.name));
+    }
+    match p.addon_for(spec.alt_names.len(), spec.multi_domain.as_ref().map(|m| m.addon_code)) {
+        Ok(a) => a,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
         }
     }
+}
 
-    let names: Vec<String> = std::iter::once(cn.clone()).chain(spec.alt_names.iter().cloned()).collect();
+/// One approver email per name: from `approvers`, else from `approverMailbox`.
+fn approvers(spec: &IspCertificateSpec, cn: &str, problems: &mut Vec<String>) -> Approvers {
+    let names: Vec<String> = std::iter::once(cn.to_string()).chain(spec.alt_names.iter().cloned()).collect();
     let mut approvers = Approvers::new();
     for a in &spec.approvers {
         if !names.iter().any(|n| n.eq_ignore_ascii_case(&a.domain)) {
@@ -218,7 +268,11 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
             }
         }
     }
+    approvers
+}
 
+/// How the key is made, and the problems of the key settings.
+fn key_plan(spec: &IspCertificateSpec, problems: &mut Vec<String>) -> Option<KeyPlan> {
     let key_spec = spec.private_key.clone().unwrap_or_default();
     let key = match key_spec.source {
         KeySource::Cluster => match key_algorithm(key_spec.algorithm, key_spec.size) {
@@ -261,28 +315,36 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
     {
         problems.push(format!("orderId {id:?} is not a billing certificate id"));
     }
+    key
+}
 
-    let base_subject = issuer.subject.clone().unwrap_or_default();
-    let subject = spec.subject.as_ref().map(|s| s.over(&base_subject)).unwrap_or(base_subject);
-    if key_spec.source == KeySource::Billing {
-        let missing: Vec<&str> = [
-            ("subject.countryId", &subject.country_id),
-            ("subject.state", &subject.state),
-            ("subject.locality", &subject.locality),
-            ("subject.organization", &subject.organization),
-        ]
-        .into_iter()
-        .filter(|(_, v)| v.as_deref().is_none_or(|s| s.trim().is_empty()))
-        .map(|(n, _)| n)
-        .collect();
-        if !missing.is_empty() {
-            problems.push(format!(
-                "privateKey.source Billing makes the billing build the subject, which needs {} (in the certificate or its issuer)",
-                missing.join(", ")
-            ));
-        }
+/// When the billing makes the key it builds the subject, which needs every field.
+fn billing_subject_complete(subject: &SubjectSpec, problems: &mut Vec<String>) {
+    let missing: Vec<&str> = [
+        ("subject.countryId", &subject.country_id),
+        ("subject.state", &subject.state),
+        ("subject.locality", &subject.locality),
+        ("subject.organization", &subject.organization),
+    ]
+    .into_iter()
+    .filter(|(_, v)| v.as_deref().is_none_or(|s| s.trim().is_empty()))
+    .map(|(n, _)| n)
+    .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "privateKey.source Billing makes the billing build the subject, which needs {} (in the certificate or its issuer)",
+            missing.join(", ")
+        ));
     }
+}
 
+/// The administrative and technical contacts, each falling back to the issuer's (and tech to
+/// admin).
+fn contacts(
+    spec: &IspCertificateSpec,
+    issuer: &IssuerSpec,
+    problems: &mut Vec<String>,
+) -> (Option<ContactSpec>, Option<ContactSpec>) {
     let pick = |c: &Option<crate::crd::Contacts>| c.as_ref().and_then(|c| c.admin.clone());
     let admin = pick(&spec.contacts).or_else(|| pick(&issuer.contacts));
     let tech = spec
@@ -294,33 +356,7 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
     if admin.is_none() {
         problems.push("contacts.admin is required for an order: set it in the certificate or its issuer".into());
     }
-
-    if !problems.is_empty() {
-        return Err(problems);
-    }
-    // Every `None` above pushed a problem, so these are present here.
-    let (Some(l), Some(key), Some(admin), Some(tech)) = (lookup, key, admin, tech) else {
-        return Err(vec!["internal: incomplete plan".into()]);
-    };
-    let region = l.region_of_id.unwrap_or(issuer.region);
-    Ok(Plan {
-        product: l.product,
-        region,
-        pricelist: l.product.pricelist(region),
-        period: spec.period,
-        common_name: cn,
-        alt_names: spec.alt_names.clone(),
-        addon,
-        approvers,
-        key,
-        subject,
-        admin: contact(&admin),
-        tech: contact(&tech),
-        adopt: spec.order_id.clone(),
-        secret_name: spec.secret_name.clone(),
-        secret_template: spec.secret_template.clone().unwrap_or_default(),
-        deletion_policy: spec.deletion_policy,
-    })
+    (admin, tech)
 }
 
 #[cfg(test)]
