@@ -19,10 +19,10 @@ mod output;
 mod place;
 mod reissue;
 mod run;
+#[cfg(test)]
+mod scenarios;
 mod settle;
 mod store;
-#[cfg(test)]
-mod tests;
 
 use std::sync::Arc;
 

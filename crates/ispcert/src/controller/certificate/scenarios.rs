@@ -1,0 +1,460 @@
+//! Scenario tests against a mocked API server (tower-test), in the style of kube-rs
+//! controller-rs's fixtures: each scenario lists every request the reconcile must make, in order,
+//! with its method, path and body, and the answer the API server gives; a request out of order, a
+//! body that differs, or a request too many fails the test. The billing is the real simulator
+//! over HTTP where a scenario reaches it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Secret;
+use kube::client::Body;
+use kube::core::PartialObjectMeta;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tower_test::mock;
+
+use super::reconcile;
+use crate::billing::{BillingClient, Credentials};
+use crate::controller::context::{Context, Shared};
+use crate::controller::issuers::{IssuerHandle, IssuerKey};
+use crate::controller::{Metrics, Settings};
+use crate::crd::{ClusterIspIssuer, IspCertificate, IspIssuer};
+
+type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+const CERTS: &str = "/apis/ispcert.dev/v1alpha1/namespaces/ns/ispcertificates";
+const SECRETS: &str = "/api/v1/namespaces/ns/secrets";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+
+/// One request the reconcile must make, and the API server's answer.
+struct Call {
+    method: Method,
+    path: String,
+    /// What the body must be (after `redact`), or `None` when it does not matter.
+    body: Option<Value>,
+    /// Whether the body may hold more than `body` (generated names, defaults the client adds).
+    partial: bool,
+    status: StatusCode,
+    answer: Value,
+}
+
+fn call(method: Method, path: impl Into<String>, body: Option<Value>, answer: Value) -> Call {
+    Call { method, path: path.into(), body, partial: false, status: StatusCode::OK, answer }
+}
+
+/// An event the reconcile must publish: its reason, type, note, and what it is about.
+fn event(reason: &str, type_: &str, note: &str) -> Call {
+    let body = json!({
+        "action": "Reconcile", "reason": reason, "type": type_, "note": note, "reportingController": "ispcert",
+        "regarding": {"apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificate", "name": "www",
+                      "namespace": "ns", "uid": "cert-uid"},
+    });
+    Call { partial: true, ..call(Method::POST, EVENTS, Some(body), json!({})) }
+}
+
+/// Whether `got` holds every field of `want`, with the same values.
+fn includes(got: &Value, want: &Value) -> bool {
+    match (got, want) {
+        (Value::Object(g), Value::Object(w)) => w.iter().all(|(k, v)| g.get(k).is_some_and(|x| includes(x, v))),
+        _ => got == want,
+    }
+}
+
+fn not_found(path: impl Into<String>) -> Call {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404});
+    Call { status: StatusCode::NOT_FOUND, ..call(Method::GET, path, None, status) }
+}
+
+fn conflict(method: Method, path: impl Into<String>, body: Option<Value>) -> Call {
+    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+                        "message": "the object has been modified"});
+    Call { status: StatusCode::CONFLICT, ..call(method, path, body, status) }
+}
+
+/// Replaces what changes from run to run (times) so that bodies compare exactly.
+fn redact(v: &mut Value) {
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                if k.ends_with("Time") || k.ends_with("At") || k == "eventTime" {
+                    *x = json!("<time>");
+                } else {
+                    redact(x);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+/// Answers `calls` in order, checking each request, then checks that no request follows.
+async fn serve(mut handle: Handle, calls: Vec<Call>) {
+    for (i, c) in calls.into_iter().enumerate() {
+        let (request, respond) = tokio::time::timeout(Duration::from_secs(10), handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("call {i}: no request came; expected {} {}", c.method, c.path))
+            .unwrap_or_else(|| panic!("call {i}: the client went away; expected {} {}", c.method, c.path));
+        assert_eq!((request.method(), request.uri().path()), (&c.method, c.path.as_str()), "call {i}");
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        if let Some(want) = c.body {
+            let mut got: Value = serde_json::from_slice(&bytes).unwrap();
+            redact(&mut got);
+            if c.partial {
+                assert!(includes(&got, &want), "call {i}: body of {} {}: {got:#} lacks {want:#}", c.method, c.path);
+            } else {
+                assert_eq!(got, want, "call {i}: body of {} {}", c.method, c.path);
+            }
+        }
+        let answer = Response::builder().status(c.status).body(Body::from(serde_json::to_vec(&c.answer).unwrap()));
+        respond.send_response(answer.unwrap());
+    }
+    let extra = tokio::time::timeout(Duration::from_millis(300), handle.next_request()).await;
+    if let Ok(Some((request, _))) = extra {
+        panic!("a request too many: {} {}", request.method(), request.uri());
+    }
+}
+
+fn apply<K: kube::Resource + Clone>(w: &mut Writer<K>, obj: K)
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    w.apply_watcher_event(&watcher::Event::Apply(obj));
+}
+
+fn issuer() -> IspIssuer {
+    serde_json::from_value(json!({
+        "apiVersion": "ispcert.dev/v1alpha1", "kind": "IspIssuer",
+        "metadata": {"name": "billing", "namespace": "ns", "uid": "issuer-uid", "generation": 1},
+        "spec": {"credentialsSecretRef": {"name": "creds"},
+                 "contacts": {"admin": {"firstName": "A", "lastName": "B", "title": "T", "email": "a@example.com", "phone": "+7 1234567"}}},
+        "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "CredentialsVerified", "message": "",
+                                   "lastTransitionTime": "2026-11-30T00:00:00Z"}]}
+    }))
+    .unwrap()
+}
+
+/// A new certificate, as just applied: no status.
+fn certificate(extra_metadata: Value, deletion_policy: &str) -> IspCertificate {
+    let mut metadata = json!({"name": "www", "namespace": "ns", "uid": "cert-uid", "generation": 1,
+                              "resourceVersion": "10", "creationTimestamp": "2026-11-30T00:00:00Z"});
+    if let (Some(m), Some(extra)) = (metadata.as_object_mut(), extra_metadata.as_object()) {
+        m.extend(extra.clone());
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificate", "metadata": metadata,
+        "spec": {"issuerRef": {"name": "billing"}, "product": "alphassl", "commonName": "www.example.com",
+                 "approverMailbox": "admin", "secretName": "www-tls", "deletionPolicy": deletion_policy},
+    }))
+    .unwrap()
+}
+
+/// A certificate issued and Ready for generation 1, whose spec is now at `generation`.
+fn ready_certificate(generation: i64) -> IspCertificate {
+    serde_json::from_value(json!({
+        "apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificate",
+        "metadata": {"name": "www", "namespace": "ns", "uid": "cert-uid", "generation": generation,
+                     "resourceVersion": "10", "creationTimestamp": "2026-11-30T00:00:00Z"},
+        "spec": {"issuerRef": {"name": "billing"}, "product": "alphassl", "commonName": "www.example.com",
+                 "approverMailbox": "admin", "secretName": "www-tls"},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Issued", "message": "valid", "observedGeneration": 1,
+                 "lastTransitionTime": "2026-11-30T00:00:00Z"},
+                {"type": "Issuing", "status": "False", "reason": "Issued", "message": "", "observedGeneration": 1,
+                 "lastTransitionTime": "2026-11-30T00:00:00Z"}],
+            "observedGeneration": 1, "orderId": "42", "serialNumber": "01:02",
+            "notBefore": "2026-11-30T00:00:00Z", "notAfter": "2099-01-01T00:00:00Z", "renewalTime": "2098-01-01T00:00:00Z",
+            "dnsNames": ["www.example.com"]
+        }
+    }))
+    .unwrap()
+}
+
+/// The metadata of the certificate's Secret as the watch caches it: ours, with its serial.
+fn secret_meta() -> PartialObjectMeta<Secret> {
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "www-tls", "namespace": "ns", "resourceVersion": "77",
+                     "labels": {"ispcert.dev/certificate-name": "www"},
+                     "annotations": {"ispcert.dev/serial": "01:02"}}
+    }))
+    .unwrap()
+}
+
+/// The shared state and caches of one reconcile, with `issuers` in the issuer cache.
+fn context(cert: &IspCertificate, issuers: Vec<IspIssuer>) -> (Arc<Context>, Handle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = kube::Client::new(service, "ns");
+    let (cluster_issuers, _) = reflector::store::<ClusterIspIssuer>();
+    let (recheck, _) = broadcast::channel(4);
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        settings: Settings::fast(),
+        http: crate::billing::http_pool(Duration::from_secs(5)).unwrap(),
+        recorder: kube::runtime::events::Recorder::new(
+            client,
+            Reporter { controller: "ispcert".into(), instance: None },
+        ),
+        metrics: Metrics::default(),
+        backoff: Default::default(),
+        issuers: Default::default(),
+        recheck,
+        cluster_issuers,
+        verified: Default::default(),
+    });
+    let (certificates, mut cw) = reflector::store::<IspCertificate>();
+    apply(&mut cw, cert.clone());
+    let (issuer_store, mut iw) = reflector::store::<IspIssuer>();
+    for i in issuers {
+        apply(&mut iw, i);
+    }
+    let (secrets, mut sw) = reflector::store::<PartialObjectMeta<Secret>>();
+    apply(&mut sw, secret_meta());
+    // The Secret is at the version this process last wrote.
+    shared.remember_version("ns/www-tls", "77".into());
+    (Arc::new(Context { shared, certificates, issuers: issuer_store, secrets }), handle)
+}
+
+/// Registers the issuer's billing client, as a passed credentials check would.
+fn verified_issuer(ctx: &Context, billing_url: &str) {
+    let client = BillingClient::new(ctx.shared.http.clone(), billing_url, Credentials::new(EMAIL, PASSWORD)).unwrap();
+    let poller = ctx.shared.issuers.poller_for(&client);
+    let handle = IssuerHandle {
+        checked_at: std::time::Instant::now(),
+        uid: "issuer-uid".into(),
+        generation: Some(1),
+        secret_version: "1".into(),
+        client,
+        poller,
+    };
+    ctx.shared.issuers.insert(IssuerKey::namespaced("ns", "billing"), handle);
+}
+
+const EMAIL: &str = "team@example.com";
+const PASSWORD: &str = "pa55-word";
+
+async fn simulator() -> ispcert_sim::RunningSim {
+    let config = ispcert_sim::SimConfig {
+        accounts: vec![ispcert_sim::AccountSpec::new(EMAIL, PASSWORD, ispcert_sim::Money::from_units(100_000), "RUB")],
+        ..ispcert_sim::SimConfig::default()
+    };
+    ispcert_sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap()
+}
+
+/// Runs one reconcile of `cert` against `calls`; returns what the reconcile returned.
+async fn run(cert: IspCertificate, ctx: Arc<Context>, handle: Handle, calls: Vec<Call>) -> String {
+    let server = tokio::spawn(serve(handle, calls));
+    let action = tokio::time::timeout(Duration::from_secs(20), reconcile(Arc::new(cert), ctx))
+        .await
+        .expect("the reconcile ends")
+        .expect("the reconcile succeeds");
+    server.await.expect("every request was as expected");
+    format!("{action:?}")
+}
+
+const NO_ISSUER: &str =
+    "IspIssuer billing in namespace ns does not exist; create it or fix spec.issuerRef. Nothing is ordered meanwhile";
+
+/// The one status patch of a certificate whose issuer does not exist.
+fn issuer_not_found_status() -> Value {
+    let condition = |type_: &str, status: &str, message: &str| {
+        json!({"type": type_, "status": status, "reason": "IssuerNotFound", "message": message,
+               "observedGeneration": 1, "lastTransitionTime": "<time>"})
+    };
+    json!({"status": {
+        "conditions": [condition("Ready", "False", NO_ISSUER), condition("Issuing", "False", "")],
+        "observedGeneration": 1, "failedAttempts": 1, "lastFailureTime": "<time>",
+    }})
+}
+
+#[tokio::test]
+async fn a_certificate_without_its_issuer_gets_one_status_patch_and_one_warning() {
+    let cert = certificate(json!({}), "Retain");
+    let (ctx, handle) = context(&cert, vec![]);
+    let calls = vec![
+        call(Method::PATCH, format!("{CERTS}/www/status"), Some(issuer_not_found_status()), json!(cert)),
+        event("IssuerNotFound", "Warning", NO_ISSUER),
+    ];
+    let action = run(cert, ctx, handle, calls).await;
+    assert!(action.contains("300s"), "looked at again after five minutes: {action}");
+}
+
+#[tokio::test]
+async fn the_delete_policy_adds_the_finalizer_by_compare_and_swap_first() {
+    let cert = certificate(json!({"finalizers": ["other.example.com/keep"]}), "Delete");
+    let (ctx, handle) = context(&cert, vec![]);
+    let finalizers =
+        json!({"metadata": {"finalizers": ["other.example.com/keep", "ispcert.dev/cleanup"], "resourceVersion": "10"}});
+    let calls = vec![
+        call(Method::PATCH, format!("{CERTS}/www"), Some(finalizers), json!(cert)),
+        call(Method::PATCH, format!("{CERTS}/www/status"), Some(issuer_not_found_status()), json!(cert)),
+        event("IssuerNotFound", "Warning", NO_ISSUER),
+    ];
+    run(cert, ctx, handle, calls).await;
+}
+
+#[tokio::test]
+async fn a_deleted_certificate_without_an_order_deletes_its_secrets_then_its_finalizer() {
+    let deleting = json!({"finalizers": ["ispcert.dev/cleanup", "other.example.com/keep"],
+                          "deletionTimestamp": "2026-12-01T00:00:00Z"});
+    let cert = certificate(deleting, "Delete");
+    let (ctx, handle) = context(&cert, vec![issuer()]);
+    let ours = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                                   "metadata": {"name": name, "namespace": "ns",
+                                                "labels": {"ispcert.dev/certificate-name": "www"}}})
+    };
+    let calls = vec![
+        call(Method::GET, format!("{CERTS}/www"), None, json!(cert)),
+        call(Method::GET, format!("{SECRETS}/www-tls"), None, ours("www-tls")),
+        call(Method::DELETE, format!("{SECRETS}/www-tls"), None, ours("www-tls")),
+        not_found(format!("{SECRETS}/www-ispcert-key")),
+        call(
+            Method::PATCH,
+            format!("{CERTS}/www"),
+            Some(json!({"metadata": {"finalizers": ["other.example.com/keep"], "resourceVersion": "10"}})),
+            json!(cert),
+        ),
+    ];
+    let action = run(cert, ctx, handle, calls).await;
+    assert!(action.contains("requeue_after: None"), "nothing is left to do: {action}");
+}
+
+/// A new certificate whose issuer passed its check, with the simulator behind it, and the tag its
+/// order will carry.
+async fn about_to_order() -> (ispcert_sim::RunningSim, IspCertificate, Arc<Context>, Handle, String) {
+    let sim = simulator().await;
+    let cert = certificate(json!({}), "Retain");
+    let (ctx, handle) = context(&cert, vec![issuer()]);
+    verified_issuer(&ctx, &sim.base_url());
+    let view = ctx.issuer("ns", &cert.spec.issuer_ref).unwrap();
+    let plan = crate::controller::plan::plan(&cert.spec, &view.spec).unwrap();
+    let tag = super::order::remote_id("ns", "www", &view, &plan);
+    (sim, cert, ctx, handle, tag)
+}
+
+/// The requests of a new certificate up to its order intent: its Secrets are looked up, the key
+/// is made and stored, and the resource and its namespace's certificates are read fresh.
+fn up_to_the_intent(cert: &IspCertificate) -> Vec<Call> {
+    let key_secret =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "www-ispcert-key", "namespace": "ns"}});
+    vec![
+        not_found(format!("{SECRETS}/www-tls")),
+        not_found(format!("{SECRETS}/www-ispcert-key")),
+        call(Method::POST, SECRETS, None, key_secret),
+        call(Method::GET, format!("{CERTS}/www/status"), None, json!(cert)),
+        call(
+            Method::GET,
+            CERTS,
+            None,
+            json!({"apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificateList",
+                                              "metadata": {"resourceVersion": "11"}, "items": [cert]}),
+        ),
+    ]
+}
+
+/// The intent: the attempt with our tag, conditional on the resourceVersion read fresh.
+fn intent(tag: &str) -> Value {
+    json!({"metadata": {"resourceVersion": "10"},
+           "status": {"orderAttempt": {"startedAt": "<time>", "remoteId": tag}}})
+}
+
+#[tokio::test]
+async fn the_order_intent_is_written_with_a_precondition_and_a_conflict_buys_nothing() {
+    let (sim, cert, ctx, handle, tag) = about_to_order().await;
+
+    let mut calls = up_to_the_intent(&cert);
+    calls.push(conflict(Method::PATCH, format!("{CERTS}/www/status"), Some(intent(&tag))));
+    let deciding = "the resource changed while ordering; deciding again";
+    let condition = |type_: &str, status: &str, message: &str| {
+        json!({"type": type_, "status": status, "reason": "Ordering", "message": message,
+               "observedGeneration": 1, "lastTransitionTime": "<time>"})
+    };
+    let status = json!({"status": {
+        "conditions": [condition("Ready", "False", deciding), condition("Issuing", "True", deciding)],
+        "observedGeneration": 1,
+    }});
+    calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(status), json!(cert)));
+    calls.push(event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"));
+    calls.push(event("Ordering", "Normal", deciding));
+    run(cert, ctx, handle, calls).await;
+
+    let stats = sim.admin().stats().await.unwrap();
+    assert_eq!(stats.account(EMAIL).orders, 0, "nothing is bought when the intent could not be written");
+}
+
+#[tokio::test]
+async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
+    let (sim, cert, ctx, handle, tag) = about_to_order().await;
+
+    let mut calls = up_to_the_intent(&cert);
+    calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(intent(&tag)), json!(cert)));
+    // The simulator numbers its first certificate 3100001.
+    let order_id = json!({"status": {"orderId": "3100001", "orderedAt": "<time>", "orderAttempt": null}});
+    calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(order_id), json!(cert)));
+    // Then the order is followed in the account's list: not issued yet, so the certificate waits,
+    // and the one status patch of the outcome sends only what changed.
+    let pending = "order 3100001 is Requested from the certificate authority at the billing";
+    let condition = |type_: &str, status: &str| {
+        json!({"type": type_, "status": status, "reason": "Pending", "message": pending,
+               "observedGeneration": 1, "lastTransitionTime": "<time>"})
+    };
+    let outcome = json!({"status": {
+        "conditions": [condition("Ready", "False"), condition("Issuing", "True")],
+        "observedGeneration": 1, "orderState": "ordered/requested",
+    }});
+    calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(outcome), json!(cert)));
+    calls.push(event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"));
+    calls.push(event(
+        "Ordered",
+        "Normal",
+        "ordered alphassl for www.example.com (12 months, price list 55324): billing order 3100001",
+    ));
+    calls.push(event("Pending", "Normal", pending));
+    run(cert, ctx, handle, calls).await;
+
+    let stats = sim.admin().stats().await.unwrap();
+    assert_eq!(stats.account(EMAIL).orders, 1);
+}
+
+#[tokio::test]
+async fn a_ready_certificate_with_an_unchanged_secret_makes_no_api_call() {
+    let cert = ready_certificate(1);
+    let (ctx, handle) = context(&cert, vec![issuer()]);
+    let action = run(cert, ctx, handle, vec![]).await;
+    assert!(action.contains("requeue_after: Some"), "looked at again by the renewal time: {action}");
+}
+
+#[tokio::test]
+async fn a_changed_spec_first_reads_whose_secret_it_is_then_waits_for_its_issuer() {
+    let cert = ready_certificate(2);
+    let (ctx, handle) = context(&cert, vec![issuer()]);
+    let key_secret =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "www-ispcert-key", "namespace": "ns"}});
+    let waiting = "waiting for IspIssuer ns/billing to pass its credentials check";
+    // The served certificate was issued for the previous spec: not Ready for this one.
+    let status = json!({"status": {
+        "conditions": [
+            {"type": "Ready", "status": "False", "reason": "IssuerNotReady", "message": waiting, "observedGeneration": 2,
+             "lastTransitionTime": "<time>"},
+            {"type": "Issuing", "status": "True", "reason": "IssuerNotReady", "message": waiting, "observedGeneration": 2,
+             "lastTransitionTime": "<time>"}],
+        "observedGeneration": 2,
+    }});
+    let calls = vec![
+        // Whose Secret it is is settled before a key is made or anything bought.
+        not_found(format!("{SECRETS}/www-tls")),
+        not_found(format!("{SECRETS}/www-ispcert-key")),
+        call(Method::POST, SECRETS, None, key_secret),
+        call(Method::PATCH, format!("{CERTS}/www/status"), Some(status), json!(cert)),
+        event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"),
+        event("IssuerNotReady", "Normal", waiting),
+    ];
+    run(cert, ctx, handle, calls).await;
+}
