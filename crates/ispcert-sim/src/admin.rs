@@ -136,7 +136,7 @@ fn account_stats(a: &Account) -> AccountStats {
         charged: a.counters.charged,
         balance: a.balance,
         currency: a.currency.clone(),
-        region: a.region.as_str().to_owned(),
+        region: format!("{:?}", a.region),
         requests: a.counters.requests.clone(),
         access_denied: a.access_denied,
     }

@@ -14,7 +14,7 @@ use rcgen::{
 use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509CertificationRequest};
 use x509_parser::public_key::PublicKey;
 
-use crate::products::Brand;
+use crate::products;
 use crate::time::to_offset_date_time as to_time;
 
 use super::render::bytes_like::Bytes;
@@ -171,7 +171,10 @@ struct Intermediate {
 /// What a leaf certificate is made from.
 #[derive(Clone, Debug)]
 pub(crate) struct LeafSpec {
-    pub brand: Brand,
+    /// The brand whose intermediate signs it.
+    pub brand: String,
+    /// Delivered as a ZIP (GlobalSign's CA module) rather than PEM text.
+    pub zip: bool,
     /// Common name first, then the other DNS names in the billing's order.
     pub names: Vec<String>,
     /// Subject attributes to include (empty for DV).
@@ -197,7 +200,7 @@ pub(crate) struct IssuedChain {
 pub(crate) struct Ca {
     root_pem: String,
     root_der: Vec<u8>,
-    intermediates: HashMap<Brand, Intermediate>,
+    intermediates: HashMap<String, Intermediate>,
 }
 
 impl std::fmt::Debug for Ca {
@@ -229,23 +232,25 @@ impl Ca {
         let root_cert = root.self_signed(&root_key).map_err(e)?;
         let root_issuer = Issuer::new(root, root_key);
         let mut intermediates = HashMap::new();
-        for (i, brand) in Brand::ALL.into_iter().enumerate() {
+        for (i, brand) in products::brands().into_iter().enumerate() {
             let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(e)?;
             let mut p = CertificateParams::default();
             let mut d = DistinguishedName::new();
-            d.push(DnType::OrganizationName, format!("{} (simulated)", brand.as_str()));
-            d.push(DnType::CommonName, format!("{} Simulated Issuing CA", brand.as_str()));
+            d.push(DnType::OrganizationName, format!("{brand} (simulated)"));
+            d.push(DnType::CommonName, format!("{brand} Simulated Issuing CA"));
             p.distinguished_name = d;
             p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
             p.key_usages =
                 vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
             p.not_before = to_time(now - days(1));
             p.not_after = to_time(now + days(365 * 10));
-            p.serial_number = Some(SerialNumber::from_slice(&[0x02, i as u8 + 1]));
+            p.serial_number = Some(SerialNumber::from_slice(&[0x02, (i as u8).wrapping_add(1)]));
             p.use_authority_key_identifier_extension = true;
             let cert = p.signed_by(&key, &root_issuer).map_err(e)?;
-            intermediates
-                .insert(brand, Intermediate { pem: cert.pem(), der: cert.der().to_vec(), issuer: Issuer::new(p, key) });
+            intermediates.insert(
+                brand.to_string(),
+                Intermediate { pem: cert.pem(), der: cert.der().to_vec(), issuer: Issuer::new(p, key) },
+            );
         }
         Ok(Ca { root_pem: root_cert.pem(), root_der: root_cert.der().to_vec(), intermediates })
     }
@@ -274,7 +279,7 @@ impl Ca {
         let leaf = p.signed_by(&spki, &int.issuer).map_err(|e| e.to_string())?;
         let leaf_pem = leaf.pem();
         let leaf_der = leaf.der().to_vec();
-        if spec.brand.delivers_zip() {
+        if spec.zip {
             let body = self.zip(spec, &leaf_pem, &leaf_der, int)?;
             Ok(IssuedChain {
                 body: Bytes::from(body),
@@ -322,10 +327,11 @@ mod tests {
     use super::*;
     use x509_parser::prelude::{X509Certificate, parse_x509_pem};
 
-    fn spec(brand: Brand, spki: Vec<u8>) -> LeafSpec {
+    fn spec(brand: &str, spki: Vec<u8>) -> LeafSpec {
         let now = Timestamp::now();
         LeafSpec {
-            brand,
+            brand: brand.into(),
+            zip: brand == "AlphaSSL",
             names: vec!["*.example.com".into(), "example.com".into()],
             subject: Subject::default(),
             spki,
@@ -373,7 +379,7 @@ mod tests {
         let ca = Ca::new().unwrap();
         let (csr, _) = generate_key_and_csr(&["*.example.com".into()], &Subject::default()).unwrap();
         let csr = parse_csr(&csr).unwrap();
-        let chain = ca.issue(&spec(Brand::Comodo, csr.spki.clone())).unwrap();
+        let chain = ca.issue(&spec("Comodo", csr.spki.clone())).unwrap();
         assert_eq!(chain.content_type, "application/x-pem-file");
         let pems: Vec<_> = pem::parse_many(&chain.body).unwrap();
         assert_eq!(pems.len(), 3);
@@ -384,7 +390,7 @@ mod tests {
         certs[1].verify_signature(Some(certs[2].public_key())).unwrap();
         certs[2].verify_signature(None).unwrap();
         let _ = parse_x509_pem(ca.root_pem().as_bytes()).unwrap();
-        let zip = ca.issue(&spec(Brand::AlphaSsl, csr.spki)).unwrap();
+        let zip = ca.issue(&spec("AlphaSSL", csr.spki)).unwrap();
         assert_eq!(zip.content_type, "application/zip");
         assert!(zip.body.starts_with(b"PK"));
     }

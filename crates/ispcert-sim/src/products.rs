@@ -11,70 +11,17 @@ use std::sync::OnceLock;
 
 use crate::money::Money;
 
-/// Which of the two price lists an account buys from.
+/// Which of the two price lists an account buys from: the Russian clients' (the reference's first
+/// column) or the foreign clients' (the second). Its `Debug` form is the name messages use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Region {
-    /// Russian clients: the first price-list column of the reference.
     Russian,
-    /// Foreign clients: the second price-list column of the reference.
     Foreign,
 }
 
-impl Region {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Region::Russian => "Russian",
-            Region::Foreign => "Foreign",
-        }
-    }
-}
-
-/// The issuing CA brand: each has a simulated intermediate of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Brand {
-    GlobalSign,
-    AlphaSsl,
-    Comodo,
-    DigiCert,
-    GeoTrust,
-    Thawte,
-    RapidSsl,
-}
-
-impl Brand {
-    /// Every brand, for making one intermediate each.
-    pub const ALL: [Brand; 7] = [
-        Brand::GlobalSign,
-        Brand::AlphaSsl,
-        Brand::Comodo,
-        Brand::DigiCert,
-        Brand::GeoTrust,
-        Brand::Thawte,
-        Brand::RapidSsl,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Brand::GlobalSign => "GlobalSign",
-            Brand::AlphaSsl => "AlphaSSL",
-            Brand::Comodo => "Comodo",
-            Brand::DigiCert => "DigiCert",
-            Brand::GeoTrust => "GeoTrust",
-            Brand::Thawte => "Thawte",
-            Brand::RapidSsl => "RapidSSL",
-        }
-    }
-
-    /// GlobalSign's CA module stores issued certificates as a ZIP (a `.p7b` plus `.crt` files);
-    /// the others store PEM text, so the client meets both shapes.
-    pub fn delivers_zip(self) -> bool {
-        matches!(self, Brand::GlobalSign | Brand::AlphaSsl)
-    }
-
-    fn parse(s: &str) -> Option<Brand> {
-        Brand::ALL.into_iter().find(|b| b.as_str() == s)
-    }
-}
+/// The brands whose CA module stores issued certificates as a ZIP (a `.p7b` plus `.crt` files);
+/// the others store PEM text, so the client meets both shapes.
+const ZIP_BRANDS: [&str; 2] = ["GlobalSign", "AlphaSSL"];
 
 /// How much the CA checks before issuing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -96,7 +43,8 @@ pub struct Product {
     pub pricelist_russian: u32,
     /// Price-list id for foreign clients.
     pub pricelist_foreign: u32,
-    pub brand: Brand,
+    /// The issuing CA brand, as the table names it: each has a simulated intermediate of its own.
+    pub brand: String,
     pub validation: Validation,
     /// The common name must be `*.domain`.
     pub wildcard: bool,
@@ -121,6 +69,11 @@ impl Product {
     /// or an addon code the reference gives. (The simulator can be told further addon codes.)
     pub fn multi_domain(&self) -> bool {
         self.domains_included > 1 || self.addon_code.is_some()
+    }
+
+    /// Whether issued certificates come as a ZIP rather than PEM text.
+    pub fn delivers_zip(&self) -> bool {
+        ZIP_BRANDS.contains(&self.brand.as_str())
     }
 
     /// The 12-month price in the region's list.
@@ -152,22 +105,25 @@ pub fn all() -> &'static [Product] {
     load().unwrap_or(&[])
 }
 
-/// The product a price-list id belongs to, and the region whose list holds it.
-pub fn by_pricelist(id: u32) -> Option<(&'static Product, Region)> {
-    all().iter().find_map(|p| {
-        if p.pricelist_russian == id {
-            Some((p, Region::Russian))
-        } else if p.pricelist_foreign == id {
-            Some((p, Region::Foreign))
-        } else {
-            None
-        }
-    })
+/// Whether any product is sold under price list `id`, in either region's list.
+pub fn is_pricelist(id: u32) -> bool {
+    all().iter().any(|p| p.pricelist_russian == id || p.pricelist_foreign == id)
 }
 
 /// The product sold under `id` in `region`'s list.
 pub fn in_region(id: u32, region: Region) -> Option<&'static Product> {
     all().iter().find(|p| p.pricelist(region) == id)
+}
+
+/// Every brand of the table, once, in table order.
+pub fn brands() -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = Vec::new();
+    for p in all() {
+        if !out.contains(&p.brand.as_str()) {
+            out.push(&p.brand);
+        }
+    }
+    out
 }
 
 /// The first product whose title contains `part` (case-insensitive), for tests and examples.
@@ -199,7 +155,7 @@ fn parse_row(line: &str) -> Result<Product, String> {
         title: title.to_string(),
         pricelist_russian: number(ru, "price list")?,
         pricelist_foreign: number(fo, "price list")?,
-        brand: Brand::parse(brand).ok_or_else(|| format!("unknown brand {brand:?}"))?,
+        brand: brand.to_string(),
         validation: match *validation {
             "DV" => Validation::Dv,
             "OV" => Validation::Ov,
@@ -231,13 +187,13 @@ mod tests {
         assert_eq!(all.len(), 27);
         let gs = titled("GlobalSign DomainSSL").unwrap();
         assert_eq!((gs.pricelist_russian, gs.pricelist_foreign, gs.addon_code), (55326, 55348, Some(55364)));
-        assert!(gs.brand.delivers_zip() && gs.multi_domain() && !gs.wildcard);
+        assert!(gs.delivers_zip() && gs.multi_domain() && !gs.wildcard);
+        assert!(!titled("RapidSSL").unwrap().delivers_zip());
+        assert_eq!(brands(), ["GlobalSign", "AlphaSSL", "Comodo", "DigiCert", "GeoTrust", "Thawte", "RapidSSL"]);
         let md = titled("Multi Domain").unwrap();
         assert_eq!((md.pricelist_russian, md.domains_included), (27648, 3));
-        assert_eq!(
-            by_pricelist(55347).map(|(p, r)| (p.title.as_str(), r)),
-            Some(("AlphaSSL Wildcard", Region::Foreign))
-        );
+        assert_eq!(in_region(55347, Region::Foreign).map(|p| p.title.as_str()), Some("AlphaSSL Wildcard"));
+        assert!(is_pricelist(55347) && !is_pricelist(55331));
         assert_eq!(in_region(55324, Region::Foreign), None);
         assert_eq!(in_region(1011, Region::Foreign).map(|p| p.title.as_str()), Some("RapidSSL"));
     }
@@ -254,7 +210,7 @@ mod tests {
 
     #[test]
     fn bad_rows_are_named() {
-        assert!(parse("h\nX\t1\t2\tNoSuchBrand\tDV\tno\t1\t-\t1\t1").unwrap_err().contains("line 2: unknown brand"));
+        assert!(parse("h\nX\t1\t2\tComodo\tDV\tmaybe\t1\t-\t1\t1").unwrap_err().contains("line 2: wildcard"));
         assert!(parse("h\nX\t1").unwrap_err().contains("expected 10"));
         assert!(parse("h\nX\t1\t2\tComodo\tXV\tno\t1\t-\t1\t1").unwrap_err().contains("validation"));
     }

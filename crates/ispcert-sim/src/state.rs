@@ -310,7 +310,8 @@ impl Cert {
         serial.copy_from_slice(&digest[..16]);
         let months_days = SignedDuration::from_hours(i64::from(self.period) * 30 * 24);
         LeafSpec {
-            brand: self.product.brand,
+            brand: self.product.brand.clone(),
+            zip: self.product.delivers_zip(),
             names: e.names.clone(),
             subject,
             spki: e.spki.as_ref().clone(),

@@ -64,12 +64,12 @@ pub(crate) fn approver_domain(name: &str) -> &str {
 pub(crate) fn pricelist(p: &Params, region: Region) -> Result<(&'static Product, u32), Refusal> {
     let raw = p.required("pricelist")?;
     let id: u32 = raw.parse().map_err(|_| Refusal::value("pricelist", format!("{raw:?} is not a price list id")))?;
-    let product = products::in_region(id, region).ok_or_else(|| match products::by_pricelist(id) {
-        Some(_) => Refusal::value(
+    let product = products::in_region(id, region).ok_or_else(|| match products::is_pricelist(id) {
+        true => Refusal::value(
             "pricelist",
-            format!("price list {id} is not offered to this account's clients ({} list)", region.as_str()),
+            format!("price list {id} is not offered to this account's clients ({region:?} list)"),
         ),
-        None => Refusal::value("pricelist", format!("unknown price list {id}")),
+        false => Refusal::value("pricelist", format!("unknown price list {id}")),
     })?;
     Ok((product, id))
 }
