@@ -1,6 +1,7 @@
-//! The real `ispcert controller` binary, two replicas with leader election: only the leader
-//! works, each certificate is bought once, and the other replica takes over when the leader dies.
-//! Also: the binary refuses to start without the CRDs.
+//! The real `ispcert controller` binary, several replicas with leader election: only the leader
+//! reconciles, each certificate is bought once, a graceful stop hands the Lease over at once and a
+//! crashed leader is replaced within the lease duration. Also: the binary refuses to start without
+//! the CRDs.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -30,69 +31,113 @@ fn start_replica(env: &Env, kubeconfig: &std::path::Path, name: &str) -> Replica
         .arg(kubeconfig)
         .args(["--namespace", &env.ns, "--operator-namespace", &env.ns])
         .args(["--cluster-issuer-selector", &format!("ispcert.dev/test={}", env.ns)])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--lease-duration", "4s"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--lease-duration", "6s"])
         .args(["--poll-interval", "500ms", "--backoff-min", "200ms", "--backoff-max", "2s", "--log-format", "json"])
         .env("POD_NAME", name)
+        .env("ISPCERT_LOG", "ispcert=debug,kube_lease_manager=debug,info")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(std::env::temp_dir().join(format!("{}-{name}.log", env.ns))).unwrap())
         .spawn()
         .expect("the ispcert binary starts");
     Replica { child, port }
 }
 
-async fn ready(port: u16) -> bool {
-    let url = format!("http://127.0.0.1:{port}/readyz");
-    matches!(reqwest::get(url).await, Ok(r) if r.status().is_success())
+async fn get(port: u16, path: &str) -> Option<(bool, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+    let ok = response.status().is_success();
+    Some((ok, response.text().await.ok()?))
 }
 
-/// Waits until exactly one replica says it is ready (leading) and returns its index.
+/// The value of a metric without labels, 0 when the replica does not export it.
+async fn metric(port: u16, name: &str) -> f64 {
+    let Some((_, text)) = get(port, "/metrics").await else { return 0.0 };
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Waits until exactly one replica says it leads and returns its index. Every running replica is
+/// ready, leading or standing by.
 async fn leader(replicas: &[&Replica]) -> usize {
     let start = Instant::now();
     loop {
         let mut leading = vec![];
         for (i, r) in replicas.iter().enumerate() {
-            if ready(r.port).await {
+            if metric(r.port, "ispcert_leader").await == 1.0 {
                 leading.push(i);
             }
         }
         match leading.as_slice() {
-            [one] => return *one,
+            [one] => {
+                for r in replicas {
+                    assert_eq!(get(r.port, "/readyz").await.map(|(ok, _)| ok), Some(true), "a standby is ready too");
+                }
+                return *one;
+            }
             [] => {}
             many => panic!("several replicas lead at once: {many:?}"),
         }
         assert!(start.elapsed() < WAIT, "no replica became the leader");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
+/// Applies a certificate and waits until it is Ready.
+async fn issue(env: &Env, name: &str) {
+    let spec = cert_spec("alphassl", &format!("{name}.example.com"), &format!("{name}-tls"));
+    env.apply_certificate(name, spec).await.unwrap();
+    env.wait_ready(name).await;
+}
+
+/// How long a Lease held by a replica that stopped without a word lasts.
+const LEASE: Duration = Duration::from_secs(6);
+
 #[tokio::test]
-async fn two_replicas_one_leader_one_order_and_failover() {
+async fn two_replicas_one_leader_one_order_each_and_handovers() {
     let env = Env::without_operator("replicas", Env::default_sim()).await;
     let kubeconfig = ispcert_tests::control_plane().await.unwrap().kubeconfig_path().to_path_buf();
     let a = start_replica(&env, &kubeconfig, "replica-a");
     let b = start_replica(&env, &kubeconfig, "replica-b");
     let first = leader(&[&a, &b]).await;
-
     env.ready_issuer().await;
-    env.apply_certificate("one", cert_spec("alphassl", "one.example.com", "one-tls")).await.unwrap();
-    env.wait_ready("one").await;
+    issue(&env, "one").await;
     assert_eq!(env.orders().await, 1);
-    let metrics =
-        reqwest::get(format!("http://127.0.0.1:{}/metrics", [&a, &b][first].port)).await.unwrap().text().await.unwrap();
+    let (leading, standing_by) = if first == 0 { (a, b) } else { (b, a) };
+    let (_, metrics) = get(leading.port, "/metrics").await.unwrap();
     assert!(
         metrics.contains("ispcert_certificate_ready_status{namespace=")
             && metrics.contains("ispcert_orders_total{outcome=\"placed\"} 1"),
         "{metrics}"
     );
+    assert_eq!(
+        metric(standing_by.port, "ispcert_reconciles_total{controller=\"certificate\"}").await,
+        0.0,
+        "only the leader reconciles"
+    );
 
-    // The leader dies without a goodbye; the other takes the Lease once it expires.
-    let (survivor, dead) = if first == 0 { (b, a) } else { (a, b) };
-    drop(dead);
-    leader(&[&survivor]).await;
-    env.apply_certificate("two", cert_spec("alphassl", "two.example.com", "two-tls")).await.unwrap();
-    env.wait_ready("two").await;
+    // A graceful stop (a rollout) releases the Lease: the other replica leads within seconds,
+    // well inside the lease duration.
+    let stopping = Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(leading.child.id() as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    leader(&[&standing_by]).await;
+    let handover = stopping.elapsed();
+    assert!(handover < LEASE / 2, "handed over in {handover:?} after a graceful stop");
+    drop(leading);
+    issue(&env, "two").await;
+
+    // A crashed leader says nothing: a new replica takes the Lease once it expires.
+    let c = start_replica(&env, &kubeconfig, "replica-c");
+    let crashing = Instant::now();
+    drop(standing_by);
+    leader(&[&c]).await;
+    let takeover = crashing.elapsed();
+    assert!(takeover <= LEASE + Duration::from_secs(3), "taken over in {takeover:?} after a crash");
+    issue(&env, "three").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(env.orders().await, 2, "each certificate bought once across the failover");
+    assert_eq!(env.orders().await, 3, "each certificate bought once across both handovers");
+    eprintln!("handover after a graceful stop: {handover:?}; after a crash: {takeover:?}");
 }
 
 #[tokio::test]

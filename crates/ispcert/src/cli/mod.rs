@@ -106,6 +106,8 @@ impl From<RegionArg> for Region {
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
+    /// JSON when the log does not go to a terminal (a container), text when it does.
+    Auto,
     Text,
     Json,
 }
@@ -126,7 +128,8 @@ pub struct ControllerArgs {
     /// one cluster).
     #[arg(long)]
     pub cluster_issuer_selector: Option<String>,
-    #[arg(long, value_enum, default_value = "text")]
+    /// `auto` (default): JSON lines in a container, text in a terminal.
+    #[arg(long, value_enum, default_value = "auto")]
     pub log_format: LogFormat,
     /// A tracing filter: a level (`info`) or directives (`ispcert=debug,kube=warn`).
     #[arg(long, env = "ISPCERT_LOG", default_value = "info")]

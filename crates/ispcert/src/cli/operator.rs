@@ -11,7 +11,7 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use tokio::sync::watch;
-use tracing::{error, info};
+use tracing::{debug, error, info};
 use tracing_subscriber::EnvFilter;
 
 use super::{ControllerArgs, LogFormat};
@@ -20,14 +20,14 @@ use crate::controller::{self, Metrics, Settings};
 fn init_logging(args: &ControllerArgs) -> Result<(), String> {
     let filter = EnvFilter::try_new(&args.log_level).map_err(|e| format!("--log-level {:?}: {e}", args.log_level))?;
     use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    let result = match args.log_format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+    let terminal = std::io::stderr().is_terminal();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(terminal);
+    let json = match args.log_format {
+        LogFormat::Auto => !terminal,
+        LogFormat::Json => true,
+        LogFormat::Text => false,
     };
+    let result = if json { builder.json().flatten_event(true).try_init() } else { builder.try_init() };
     result.map_err(|e| e.to_string())
 }
 
@@ -59,7 +59,9 @@ fn settings(args: &ControllerArgs) -> Settings {
     }
 }
 
-/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (the controllers run).
+/// Serves `/metrics`, `/healthz` (the process runs) and `/readyz` (the process is connected and
+/// either runs the controllers or stands by for the Lease: a standby replica is healthy, and a
+/// rollout must not wait for it to lead).
 async fn serve_metrics(addr: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool>) -> Result<(), String> {
     let app =
         Router::new()
@@ -81,7 +83,7 @@ async fn serve_metrics(addr: SocketAddr, metrics: Metrics, ready: Arc<AtomicBool
                         if ready.load(Ordering::Relaxed) {
                             (StatusCode::OK, "ok")
                         } else {
-                            (StatusCode::SERVICE_UNAVAILABLE, "not leading or not started")
+                            (StatusCode::SERVICE_UNAVAILABLE, "not started")
                         }
                     }
                 }),
@@ -126,10 +128,12 @@ pub async fn run(args: ControllerArgs) -> ExitCode {
 }
 
 /// The operator until a signal stops it: the client, the CRD check, the metrics endpoint, the
-/// Lease, then the controllers.
+/// Lease, then the controllers; on the way out the Lease is released, so that another replica
+/// takes over at once instead of after the lease duration.
 async fn serve(args: ControllerArgs) -> Result<(), String> {
     let client = kube_client(&args).await?;
-    controller::check_crds(&client).await.map_err(|e| e.to_string())?;
+    let settings = settings(&args);
+    controller::check_crds(&client, &settings.namespaces).await.map_err(|e| e.to_string())?;
     let metrics = Metrics::default();
     let ready = Arc::new(AtomicBool::new(false));
     start_metrics(&args, &metrics, &ready)?;
@@ -140,25 +144,35 @@ async fn serve(args: ControllerArgs) -> Result<(), String> {
         info!("signal received, stopping");
         let _ = stop_tx.send(true);
     });
+    if !args.leader_elect {
+        ready.store(true, Ordering::Relaxed);
+        metrics.leader.set(1);
+        return controller::run(client, settings, metrics, stop_rx).await.map_err(|e| e.to_string());
+    }
 
     // With several replicas only the Lease holder reconciles; losing the Lease ends the process
     // so that a restarted pod re-joins the election cleanly, never with two leaders writing.
-    let leadership = match args.leader_elect {
-        true => match lead(&args, &client, stop_rx.clone()).await? {
-            Some(leadership) => Some(leadership),
-            None => return Ok(()),
-        },
-        false => None,
-    };
     ready.store(true, Ordering::Relaxed);
-    let run = controller::run(client, settings(&args), metrics, stop_rx);
-    let Some((mut leading, _lease_task)) = leadership else { return run.await.map_err(|e| e.to_string()) };
-    tokio::select! {
-        r = run => r.map_err(|e| e.to_string()),
-        _ = async { while leading.changed().await.is_ok() { if !*leading.borrow() { break; } } } => {
-            Err("lost the leader Lease; exiting so that only one replica writes".into())
+    let Some((lease, mut leading)) = wait_to_lead(&args, &client, stop_rx.clone()).await? else {
+        return Ok(());
+    };
+    metrics.leader.set(1);
+    let lost = async {
+        while leading.changed().await.is_ok() {
+            if !*leading.borrow() {
+                break;
+            }
         }
-    }
+    };
+    let result = tokio::select! {
+        r = controller::run(client, settings, metrics.clone(), stop_rx) => r.map_err(|e| e.to_string()),
+        _ = lost => Err("lost the leader Lease; exiting so that only one replica writes".into()),
+    };
+    metrics.leader.set(0);
+    drop(leading);
+    release(lease).await?;
+    info!("released the leader Lease");
+    result
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` in the background unless `--metrics-addr off`.
@@ -177,16 +191,15 @@ fn start_metrics(args: &ControllerArgs, metrics: &Metrics, ready: &Arc<AtomicBoo
     Ok(())
 }
 
-/// The Lease's state (false once lost) and the task that keeps it.
-type Leadership =
+/// The name of the leader-election Lease in the operator's namespace.
+const LEASE_NAME: &str = "ispcert-leader";
+
+/// The Lease's state (true while held) and the task that keeps it.
+type Lease =
     (watch::Receiver<bool>, tokio::task::JoinHandle<kube_lease_manager::Result<kube_lease_manager::LeaseManager>>);
 
-/// Waits until this process holds the Lease; `None` when a signal came first.
-async fn lead(
-    args: &ControllerArgs,
-    client: &kube::Client,
-    mut stop: watch::Receiver<bool>,
-) -> Result<Option<Leadership>, String> {
+/// Joins the election for the Lease `ispcert-leader` in the operator's namespace.
+async fn join_election(args: &ControllerArgs, client: &kube::Client) -> Result<Lease, String> {
     let identity = std::env::var("POD_NAME").unwrap_or_else(|_| format!("ispcert-{}", std::process::id()));
     let duration = args.lease_duration.as_secs();
     if duration < 3 {
@@ -195,7 +208,7 @@ async fn lead(
     // The holder renews `grace` before the Lease expires; a third of it leaves room for a slow
     // API server without handing the Lease over needlessly.
     let grace = (duration / 3).clamp(1, 5);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "ispcert-leader")
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEASE_NAME)
         .with_namespace(&args.operator_namespace)
         .with_identity(identity)
         .with_grace(grace)
@@ -203,17 +216,85 @@ async fn lead(
         .build()
         .await
         .map_err(|e| format!("leader election in namespace {}: {e}", args.operator_namespace))?;
-    let (mut leading, task) = manager.watch().await;
+    Ok(manager.watch().await)
+}
+
+/// Waits until this process holds the Lease; `None` when a signal came first.
+///
+/// A standby of kube-lease-manager sleeps until the holder's Lease would expire, so a Lease given
+/// up by a graceful stop would wait out the lease duration. The standby therefore also watches the
+/// Lease, and when it is released joins the election anew, which takes the free Lease at once.
+async fn wait_to_lead(
+    args: &ControllerArgs,
+    client: &kube::Client,
+    mut stop: watch::Receiver<bool>,
+) -> Result<Option<(Lease, watch::Receiver<bool>)>, String> {
     info!("waiting to become the leader");
     loop {
-        if *leading.borrow_and_update() {
-            break;
+        let lease = join_election(args, client).await?;
+        let mut leading = lease.0.clone();
+        let outcome = tokio::select! {
+            biased;
+            led = became_leader(&mut leading) => led.map(|()| true),
+            () = released(client, &args.operator_namespace) => Ok(false),
+            _ = stop.wait_for(|s| *s) => {
+                drop(leading);
+                release(lease).await?;
+                return Ok(None);
+            }
+        };
+        if outcome? {
+            info!("leading");
+            return Ok(Some((lease, leading)));
         }
-        tokio::select! {
-            changed = leading.changed() => if changed.is_err() { return Err("leader election stopped".into()); },
-            _ = stop.wait_for(|s| *s) => return Ok(None),
-        }
+        drop(leading);
+        release(lease).await?;
     }
-    info!("leading");
-    Ok(Some((leading, task)))
+}
+
+/// Resolves when the election says this process holds the Lease.
+async fn became_leader(leading: &mut watch::Receiver<bool>) -> Result<(), String> {
+    loop {
+        if *leading.borrow_and_update() {
+            return Ok(());
+        }
+        leading.changed().await.map_err(|_| "leader election stopped".to_string())?;
+    }
+}
+
+/// Resolves when the leader Lease, seen held, is then seen without a holder (released by a
+/// graceful stop). A Lease free from the start is the election's own business.
+async fn released(client: &kube::Client, namespace: &str) {
+    use futures::StreamExt;
+    use k8s_openapi::api::coordination::v1::Lease as LeaseObject;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let api: kube::Api<LeaseObject> = kube::Api::namespaced(client.clone(), namespace);
+    let config = watcher::Config::default().fields(&format!("metadata.name={LEASE_NAME}"));
+    let mut leases = std::pin::pin!(watcher(api, config).default_backoff().applied_objects());
+    let mut seen_held = false;
+    while let Some(event) = leases.next().await {
+        let Ok(lease) = event else { continue };
+        let held = lease.spec.and_then(|s| s.holder_identity).is_some_and(|h| !h.is_empty());
+        if seen_held && !held {
+            return;
+        }
+        seen_held |= held;
+    }
+    // The watch ended (it never does on its own): never resolve, the election goes on.
+    std::future::pending::<()>().await
+}
+
+/// Gives the Lease up: closing its channel makes the election task release it and end.
+async fn release(lease: Lease) -> Result<(), String> {
+    let (receiver, task) = lease;
+    drop(receiver);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), task).await {
+        Ok(Ok(Ok(_))) => {
+            debug!("left the leader election (the Lease is released if this replica held it)");
+            Ok(())
+        }
+        Ok(Ok(Err(e))) => Err(format!("releasing the leader Lease: {e}")),
+        Ok(Err(e)) => Err(format!("the leader election task failed: {e}")),
+        Err(_) => Err("releasing the leader Lease took longer than 5s".into()),
+    }
 }

@@ -43,6 +43,8 @@ pub struct Metrics {
     pub orders: Family<OutcomeLabels, Counter>,
     pub reissues: Counter,
     pub list_calls: Counter,
+    /// 1 while this replica holds the leader Lease (or runs without election).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -58,6 +60,7 @@ impl Default for Metrics {
             orders: Family::default(),
             reissues: Counter::default(),
             list_calls: Counter::default(),
+            leader: Gauge::default(),
         };
         registry.register("certificate_ready_status", "1 when the certificate's Secret is Ready", m.ready.clone());
         registry.register(
@@ -75,6 +78,7 @@ impl Default for Metrics {
         registry.register("orders", "Billing orders (money) by outcome: placed, refused, unknown", m.orders.clone());
         registry.register("reissues", "Free reissues requested at the billing", m.reissues.clone());
         registry.register("billing_list_calls", "Certificate list refreshes (batched polling)", m.list_calls.clone());
+        registry.register("leader", "1 while this replica holds the leader Lease", m.leader.clone());
         Metrics { registry: Arc::new(registry), ..m }
     }
 }

@@ -55,12 +55,15 @@ pub enum StartError {
 }
 
 /// Fails fast when a CRD is missing, instead of watching nothing forever.
-pub async fn check_crds(client: &kube::Client) -> Result<(), StartError> {
+/// The namespaced resources are probed where the operator watches them (with `--namespace`, its
+/// RBAC may allow nothing else).
+pub async fn check_crds(client: &kube::Client, namespaces: &[String]) -> Result<(), StartError> {
     let probe = ListParams::default().limit(1);
     let missing = |e: &kube::Error| matches!(e, kube::Error::Api(s) if s.code == 404);
+    let scope = namespaces.first().map(String::as_str);
     for result in [
-        Api::<IspCertificate>::all(client.clone()).list_metadata(&probe).await.map(|_| "ispcertificates"),
-        Api::<IspIssuer>::all(client.clone()).list_metadata(&probe).await.map(|_| "ispissuers"),
+        api_in::<IspCertificate>(client, scope).list_metadata(&probe).await.map(|_| "ispcertificates"),
+        api_in::<IspIssuer>(client, scope).list_metadata(&probe).await.map(|_| "ispissuers"),
         Api::<ClusterIspIssuer>::all(client.clone()).list_metadata(&probe).await.map(|_| "clusterispissuers"),
     ] {
         match result {
@@ -119,7 +122,7 @@ pub async fn run(
     metrics: Metrics,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), StartError> {
-    check_crds(&client).await?;
+    check_crds(&client, &settings.namespaces).await?;
     let (recheck, _) = broadcast::channel(1024);
     let cluster_issuers =
         Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), cluster_issuer_watch(&settings));
