@@ -70,8 +70,12 @@ async fn leader(replicas: &[&Replica]) -> usize {
         }
         match leading.as_slice() {
             [one] => {
+                // Every replica, leading or standing by, becomes ready.
                 for r in replicas {
-                    assert_eq!(get(r.port, "/readyz").await.map(|(ok, _)| ok), Some(true), "a standby is ready too");
+                    while get(r.port, "/readyz").await.map(|(ok, _)| ok) != Some(true) {
+                        assert!(start.elapsed() < WAIT, "a replica on port {} never became ready", r.port);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
                 }
                 return *one;
             }

@@ -88,6 +88,11 @@ async fn reconcile_issuer<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -
     let was = conditions::get(&new.conditions, r::READY).map(|c| (c.status.clone(), c.reason.clone()));
     let now = Timestamp::now();
     conditions::set(&mut new.conditions, r::READY, check.ready, check.reason, &check.message, view.generation, now);
+    // A refusal waits for a person (a fixed Secret, URL or account); an unreachable billing heals.
+    let transient = [r::BILLING_UNREACHABLE, r::BILLING_ERROR, r::KUBERNETES_ERROR].contains(&check.reason);
+    let stalled = !check.ready && !transient;
+    let stalled_message = if stalled { check.message.as_str() } else { "" };
+    conditions::set(&mut new.conditions, r::STALLED, stalled, check.reason, stalled_message, view.generation, now);
     new.observed_generation = view.generation;
     let changed = was.as_ref().map(|(s, reason)| (s.as_str(), reason.as_str()))
         != Some((if check.ready { "True" } else { "False" }, check.reason));

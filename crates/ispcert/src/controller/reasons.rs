@@ -4,6 +4,9 @@
 // Condition types.
 pub const READY: &str = "Ready";
 pub const ISSUING: &str = "Issuing";
+/// True when the resource is not Ready and waits for a person (the kstatus convention: Flux and
+/// other GitOps tools report such a resource as failed instead of waiting for it).
+pub const STALLED: &str = "Stalled";
 
 // Success and progress.
 pub const ISSUED: &str = "Issued";

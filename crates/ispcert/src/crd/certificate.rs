@@ -319,7 +319,8 @@ pub struct ReissueState {
 #[serde(rename_all = "camelCase")]
 pub struct CertificateStatus {
     /// `Ready`: the Secret holds a valid certificate for the current spec. `Issuing`: an order or
-    /// reissue is under way.
+    /// reissue is under way. `Stalled`: not Ready, and nothing happens until a person acts (the
+    /// message says what to do).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation last acted on.

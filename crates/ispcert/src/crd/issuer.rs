@@ -160,7 +160,8 @@ impl SubjectSpec {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssuerStatus {
-    /// `Ready` is True when the credentials were accepted by a real call to the billing.
+    /// `Ready` is True when the credentials were accepted by a real call to the billing. `Stalled`
+    /// is True when they were refused (or cannot be read) and only a person can fix it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// The generation the conditions describe.

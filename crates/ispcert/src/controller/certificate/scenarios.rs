@@ -167,6 +167,8 @@ fn ready_certificate(generation: i64) -> IspCertificate {
                 {"type": "Ready", "status": "True", "reason": "Issued", "message": "valid", "observedGeneration": 1,
                  "lastTransitionTime": "2026-11-30T00:00:00Z"},
                 {"type": "Issuing", "status": "False", "reason": "Issued", "message": "", "observedGeneration": 1,
+                 "lastTransitionTime": "2026-11-30T00:00:00Z"},
+                {"type": "Stalled", "status": "False", "reason": "Issued", "message": "", "observedGeneration": 1,
                  "lastTransitionTime": "2026-11-30T00:00:00Z"}],
             "observedGeneration": 1, "orderId": "42", "serialNumber": "01:02",
             "notBefore": "2026-11-30T00:00:00Z", "notAfter": "2099-01-01T00:00:00Z", "renewalTime": "2098-01-01T00:00:00Z",
@@ -258,6 +260,12 @@ async fn run(cert: IspCertificate, ctx: Arc<Context>, handle: Handle, calls: Vec
     format!("{action:?}")
 }
 
+/// The Stalled condition of a certificate that does not wait for a person.
+fn not_stalled(reason: &str, generation: i64) -> Value {
+    json!({"type": "Stalled", "status": "False", "reason": reason, "message": "",
+           "observedGeneration": generation, "lastTransitionTime": "<time>"})
+}
+
 const NO_ISSUER: &str =
     "IspIssuer billing in namespace ns does not exist; create it or fix spec.issuerRef. Nothing is ordered meanwhile";
 
@@ -268,7 +276,8 @@ fn issuer_not_found_status() -> Value {
                "observedGeneration": 1, "lastTransitionTime": "<time>"})
     };
     json!({"status": {
-        "conditions": [condition("Ready", "False", NO_ISSUER), condition("Issuing", "False", "")],
+        // New, so not Ready, and nothing happens until a person creates the issuer: stalled.
+        "conditions": [condition("Ready", "False", NO_ISSUER), condition("Issuing", "False", ""), condition("Stalled", "True", NO_ISSUER)],
         "observedGeneration": 1, "failedAttempts": 1, "lastFailureTime": "<time>",
     }})
 }
@@ -377,7 +386,7 @@ async fn the_order_intent_is_written_with_a_precondition_and_a_conflict_buys_not
                "observedGeneration": 1, "lastTransitionTime": "<time>"})
     };
     let status = json!({"status": {
-        "conditions": [condition("Ready", "False", deciding), condition("Issuing", "True", deciding)],
+        "conditions": [condition("Ready", "False", deciding), condition("Issuing", "True", deciding), not_stalled("Ordering", 1)],
         "observedGeneration": 1,
     }});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(status), json!(cert)));
@@ -406,7 +415,7 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
                "observedGeneration": 1, "lastTransitionTime": "<time>"})
     };
     let outcome = json!({"status": {
-        "conditions": [condition("Ready", "False"), condition("Issuing", "True")],
+        "conditions": [condition("Ready", "False"), condition("Issuing", "True"), not_stalled("Pending", 1)],
         "observedGeneration": 1, "orderState": "ordered/requested",
     }});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(outcome), json!(cert)));
@@ -444,7 +453,8 @@ async fn a_changed_spec_first_reads_whose_secret_it_is_then_waits_for_its_issuer
             {"type": "Ready", "status": "False", "reason": "IssuerNotReady", "message": waiting, "observedGeneration": 2,
              "lastTransitionTime": "<time>"},
             {"type": "Issuing", "status": "True", "reason": "IssuerNotReady", "message": waiting, "observedGeneration": 2,
-             "lastTransitionTime": "<time>"}],
+             "lastTransitionTime": "<time>"},
+            not_stalled("IssuerNotReady", 2)],
         "observedGeneration": 2,
     }});
     let calls = vec![

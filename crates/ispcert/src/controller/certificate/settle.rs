@@ -62,6 +62,8 @@ pub struct Inputs<'a> {
 ///   Ready condition keeps its own words.
 /// - A failure counts in `failedAttempts` and `lastFailureTime`; a success that makes the
 ///   certificate Ready clears the count.
+/// - `Stalled` is True when the certificate is not Ready and waits for a person (a blocked
+///   stop), so that GitOps tools following kstatus report it failed instead of waiting.
 /// - An event is published when the outcome (status, reason or message of `Issuing` while issuing,
 ///   of `Ready` otherwise) changed, except for an `Issued` outcome the stages announced already.
 pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
@@ -89,6 +91,10 @@ pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
     conditions::set(&mut built.conditions, r::READY, ready, ready_reason, &ready_message, generation, now);
     let issuing_message = if stop.issuing { stop.message.clone() } else { String::new() };
     conditions::set(&mut built.conditions, r::ISSUING, stop.issuing, stop.reason, issuing_message, generation, now);
+    // A person must act: not Ready, nothing under way, and a failure that waits for a change.
+    let stalled = !ready && !stop.issuing && stop.failure;
+    let stalled_message = if stalled { stop.message.clone() } else { String::new() };
+    conditions::set(&mut built.conditions, r::STALLED, stalled, stop.reason, stalled_message, generation, now);
     built.observed_generation = generation;
 
     let outcome = if stop.issuing { r::ISSUING } else { r::READY };
@@ -203,6 +209,8 @@ mod tests {
             let (is, ir, _) = condition(&s, r::ISSUING);
             assert_eq!((rs.as_str(), rr.as_str()), ready, "{case}: Ready");
             assert_eq!((is.as_str(), ir.as_str()), issuing, "{case}: Issuing");
+            let stalled = ready.0 == "False" && issuing.0 == "False";
+            assert_eq!(condition(&s, r::STALLED).0, if stalled { "True" } else { "False" }, "{case}: Stalled");
             assert_eq!(s.ready, ready.0 == "True", "{case}");
             assert_eq!(s.status.observed_generation, GEN, "{case}");
         }
