@@ -7,6 +7,7 @@ mod bad_input;
 mod cli;
 mod deletion;
 mod healing;
+mod metrics;
 mod modes;
 mod no_secrets;
 mod replicas;

@@ -3,63 +3,14 @@
 //! crashed leader is replaced within the lease duration. Also: the binary refuses to start without
 //! the CRDs.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support::*;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Replica {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_replica(env: &Env, kubeconfig: &std::path::Path, name: &str) -> Replica {
-    let port = free_port();
-    let child = Command::new(operator_binary())
-        .args(["controller", "--kubeconfig"])
-        .arg(kubeconfig)
-        .args(["--namespace", &env.ns, "--operator-namespace", &env.ns])
-        .args(["--cluster-issuer-selector", &format!("ispcert.dev/test={}", env.ns)])
-        .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--lease-duration", "6s"])
-        .args(["--poll-interval", "500ms", "--backoff-min", "200ms", "--backoff-max", "2s", "--log-format", "json"])
-        .env("POD_NAME", name)
-        .env("ISPCERT_LOG", "ispcert=debug,kube_lease_manager=debug,info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(std::env::temp_dir().join(format!("{}-{name}.log", env.ns))).unwrap())
-        .spawn()
-        .expect("the ispcert binary starts");
-    Replica { child, port }
-}
-
-async fn get(port: u16, path: &str) -> Option<(bool, String)> {
-    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
-    let ok = response.status().is_success();
-    Some((ok, response.text().await.ok()?))
-}
-
-/// The value of a metric without labels, 0 when the replica does not export it.
-async fn metric(port: u16, name: &str) -> f64 {
-    let Some((_, text)) = get(port, "/metrics").await else { return 0.0 };
-    text.lines()
-        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 /// Waits until exactly one replica says it leads and returns its index. Every running replica is
 /// ready, leading or standing by.
-async fn leader(replicas: &[&Replica]) -> usize {
+async fn leader(replicas: &[&OperatorProcess]) -> usize {
     let start = Instant::now();
     loop {
         let mut leading = vec![];
@@ -101,8 +52,8 @@ const LEASE: Duration = Duration::from_secs(6);
 async fn two_replicas_one_leader_one_order_each_and_handovers() {
     let env = Env::without_operator("replicas", Env::default_sim()).await;
     let kubeconfig = ispcert_tests::control_plane().await.unwrap().kubeconfig_path().to_path_buf();
-    let a = start_replica(&env, &kubeconfig, "replica-a");
-    let b = start_replica(&env, &kubeconfig, "replica-b");
+    let a = OperatorProcess::start(&env, &kubeconfig, "replica-a");
+    let b = OperatorProcess::start(&env, &kubeconfig, "replica-b");
     let first = leader(&[&a, &b]).await;
     env.ready_issuer().await;
     issue(&env, "one").await;
@@ -132,7 +83,7 @@ async fn two_replicas_one_leader_one_order_each_and_handovers() {
     issue(&env, "two").await;
 
     // A crashed leader says nothing: a new replica takes the Lease once it expires.
-    let c = start_replica(&env, &kubeconfig, "replica-c");
+    let c = OperatorProcess::start(&env, &kubeconfig, "replica-c");
     let crashing = Instant::now();
     drop(standing_by);
     leader(&[&c]).await;

@@ -2,6 +2,7 @@
 //! billing simulator over real HTTP, and the operator running in-process on that namespace.
 
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -354,4 +355,59 @@ pub fn with(mut base: Value, extra: Value) -> Value {
 /// The annotation value on an object's Secret.
 pub fn annotation<'a>(secret: &'a Secret, key: &str) -> &'a str {
     secret.annotations().get(key).map(String::as_str).unwrap_or("")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The operator's real command line as a process on the test's namespace, with a metrics port
+/// of its own and its log in the temp dir. Killed (SIGKILL) when dropped.
+pub struct OperatorProcess {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Drop for OperatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl OperatorProcess {
+    /// Starts `ispcert controller` as replica `name` with test-speed intervals.
+    pub fn start(env: &Env, kubeconfig: &std::path::Path, name: &str) -> OperatorProcess {
+        let port = free_port();
+        let child = Command::new(operator_binary())
+            .args(["controller", "--kubeconfig"])
+            .arg(kubeconfig)
+            .args(["--namespace", &env.ns, "--operator-namespace", &env.ns])
+            .args(["--cluster-issuer-selector", &format!("ispcert.dev/test={}", env.ns)])
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--lease-duration", "6s"])
+            .args(["--poll-interval", "500ms", "--backoff-min", "200ms", "--backoff-max", "2s", "--log-format", "json"])
+            .env("POD_NAME", name)
+            .env("ISPCERT_LOG", "ispcert=debug,kube_lease_manager=debug,info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(std::env::temp_dir().join(format!("{}-{name}.log", env.ns))).unwrap())
+            .spawn()
+            .expect("the ispcert binary starts");
+        OperatorProcess { child, port }
+    }
+}
+
+/// A GET on the process's metrics address: whether it answered 2xx, and the body.
+pub async fn get(port: u16, path: &str) -> Option<(bool, String)> {
+    let response = reqwest::get(format!("http://127.0.0.1:{port}{path}")).await.ok()?;
+    let ok = response.status().is_success();
+    Some((ok, response.text().await.ok()?))
+}
+
+/// The value of a metric without labels, 0 when the replica does not export it.
+pub async fn metric(port: u16, name: &str) -> f64 {
+    let Some((_, text)) = get(port, "/metrics").await else { return 0.0 };
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
 }

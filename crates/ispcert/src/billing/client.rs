@@ -38,12 +38,56 @@ pub fn http_pool(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
+/// How a billing request ended, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// An answer the caller can use (including "not issued yet", the normal answer while the CA works).
+    Ok,
+    /// The billing answered with an error document.
+    Error,
+    /// No usable answer: no connection, a timeout, a 5xx, an HTML page, garbage.
+    Unreachable,
+}
+
+impl Outcome {
+    pub fn of<T>(result: &Result<T, BillingError>) -> Outcome {
+        match result {
+            Ok(_) | Err(BillingError::NotIssuedYet) => Outcome::Ok,
+            Err(BillingError::Transport { .. }) => Outcome::Unreachable,
+            Err(_) => Outcome::Error,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Unreachable => "unreachable",
+        }
+    }
+}
+
+/// Told about every billing request a client makes: its function, outcome and duration.
+pub trait Observer: Send + Sync {
+    fn observe(&self, function: &str, outcome: Outcome, elapsed: Duration);
+}
+
 /// A client of one billing account.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct BillingClient {
     http: reqwest::Client,
     endpoint: Url,
     credentials: Credentials,
+    observer: Option<std::sync::Arc<dyn Observer>>,
+}
+
+impl std::fmt::Debug for BillingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BillingClient")
+            .field("endpoint", &self.endpoint)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checks a billing URL: http(s), no user info and no query (credentials go in the body only).
@@ -77,7 +121,26 @@ pub fn parse_endpoint(url: &str) -> Result<Url, String> {
 impl BillingClient {
     pub fn new(http: reqwest::Client, endpoint: &str, credentials: Credentials) -> Result<Self, BillingError> {
         let endpoint = parse_endpoint(endpoint).map_err(BillingError::InvalidRequest)?;
-        Ok(BillingClient { http, endpoint, credentials })
+        Ok(BillingClient { http, endpoint, credentials, observer: None })
+    }
+
+    /// The same client, reporting every request to `observer`.
+    pub fn observed_by(self, observer: std::sync::Arc<dyn Observer>) -> Self {
+        BillingClient { observer: Some(observer), ..self }
+    }
+
+    /// Runs one request, telling the observer how it went.
+    async fn observe<T>(
+        &self,
+        func: &str,
+        request: impl Future<Output = Result<T, BillingError>>,
+    ) -> Result<T, BillingError> {
+        let started = std::time::Instant::now();
+        let result = request.await;
+        if let Some(o) = &self.observer {
+            o.observe(func, Outcome::of(&result), started.elapsed());
+        }
+        result
     }
 
     pub fn endpoint(&self) -> &Url {
@@ -164,8 +227,11 @@ impl BillingClient {
     }
 
     async fn call(&self, func: &str, params: Vec<(String, String)>) -> Result<Value, BillingError> {
-        let body = self.send(func, params).await?;
-        decode::answer(&body).map_err(|e| self.scrub(e))
+        self.observe(func, async {
+            let body = self.send(func, params).await?;
+            decode::answer(&body).map_err(|e| self.scrub(e))
+        })
+        .await
     }
 
     /// Checks that the credentials work for API calls from here (IP allow-list, two-factor login)
@@ -201,9 +267,12 @@ impl BillingClient {
     /// Downloads the issued certificate (`certificate.file`, `type=crt`), leaf first.
     pub async fn download(&self, elid: &str) -> Result<Chain, BillingError> {
         let params = vec![elid_param(elid)?, ("type".into(), "crt".into())];
-        let body = self.send("certificate.file", params).await?;
-        let ders = download::certificates(&body).map_err(|e| self.scrub(e))?;
-        chain::order(ders).map_err(|e| BillingError::transport(TransportKind::Unparsable, e.to_string()))
+        self.observe("certificate.file", async {
+            let body = self.send("certificate.file", params).await?;
+            let ders = download::certificates(&body).map_err(|e| self.scrub(e))?;
+            chain::order(ders).map_err(|e| BillingError::transport(TransportKind::Unparsable, e.to_string()))
+        })
+        .await
     }
 
     /// What the billing knows of one certificate (`certificate.edit`).

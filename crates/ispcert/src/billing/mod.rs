@@ -9,7 +9,7 @@ pub mod download;
 mod error;
 mod request;
 
-pub use client::{BillingClient, DEFAULT_URL, http_pool, parse_endpoint};
+pub use client::{BillingClient, DEFAULT_URL, Observer, Outcome, http_pool, parse_endpoint};
 pub use credentials::Credentials;
 pub use decode::{CertificateDetails, CertificateRow, Country};
 pub use error::{BillingError, MAX_MESSAGE, Retry, Shortfall, TransportKind};

@@ -79,6 +79,12 @@ fn parse_date(s: &str) -> Option<Date> {
     s.get(..10)?.parse().ok()
 }
 
+/// A date of the billing's list (`YYYY-MM-DD`, possibly followed by a time) as the start of that
+/// day in UTC: the earliest moment it can mean, which is the safe side for an end.
+pub fn billing_date(s: &str) -> Option<Timestamp> {
+    parse_date(s)?.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+}
+
 /// The prefix of every `remoteid` tag the operator sends.
 pub const TAG_PREFIX: &str = "ispcert-";
 
@@ -342,6 +348,14 @@ mod tests {
         let wildcard = plan_for("alphassl-wildcard", "*.example.com", &[]);
         let with_base = cert(&["*.example.com", "example.com"], b"K", "06", 90);
         assert_eq!(judge(&wildcard, &with_base, b"K", None, now), Verdict::Accept);
+    }
+
+    #[test]
+    fn billing_dates_are_read_as_the_start_of_the_day() {
+        assert_eq!(billing_date("2027-12-01"), Some("2027-12-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(billing_date("2027-12-01 10:00:00"), Some("2027-12-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(billing_date("yesterday"), None);
+        assert_eq!(billing_date(""), None);
     }
 
     #[test]

@@ -82,7 +82,11 @@ async fn reconcile_issuer<K: IssuerResource>(obj: Arc<K>, shared: Arc<Shared>) -
     };
     if check.ready {
         shared.backoff.reset(&backoff_key);
+    } else {
+        shared.metrics.error("issuer", check.reason);
     }
+    let (kind, namespace) = (view.key.kind_str(), view.key.namespace.as_str());
+    shared.metrics.set_issuer_ready(kind, namespace, &view.key.name, if check.ready { "True" } else { "False" });
 
     let mut new = view.status.clone();
     let was = conditions::get(&new.conditions, r::READY).map(|c| (c.status.clone(), c.reason.clone()));
@@ -143,7 +147,8 @@ async fn check(view: &IssuerView, shared: &Shared) -> Result<Check, Error> {
         return Ok(not_ready(refusal.reason, refusal.message));
     }
     let client = BillingClient::new(shared.http.clone(), &view.spec.url, credentials)
-        .map_err(|e| Error::Internal(e.to_string()))?;
+        .map_err(|e| Error::Internal(e.to_string()))?
+        .observed_by(shared.metrics.billing_observer());
     Ok(verify(view, shared, client, secret_version, retry).await)
 }
 

@@ -332,6 +332,10 @@ pub struct CertificateStatus {
     /// When the order was placed (or adopted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordered_at: Option<Time>,
+    /// When the paid subscription ends: the billing's `expiredate` of the order, as last seen in
+    /// the account's list. No certificate of this order is valid past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_end: Option<Time>,
     /// The billing's state of the order, for example `processing` or `active`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_state: Option<String>,

@@ -16,7 +16,9 @@ use super::settle::Note;
 use super::{reissue, store};
 use crate::billing::BillingError;
 use crate::controller::context::Error;
-use crate::controller::decide::{BillingPhase, ReissueNeed, Verdict, billing_phase, judge, order_state, renewal_time};
+use crate::controller::decide::{
+    BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state, renewal_time,
+};
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
@@ -97,6 +99,9 @@ async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()>
     let row = snapshot.row(order.id);
     if let Some(row) = row {
         ledger.record(Change::OrderState(order_state(row)));
+        if let Some(end) = row.expires.as_deref().and_then(billing_date) {
+            ledger.record(Change::SubscriptionEnd(end));
+        }
     }
     let recent =
         ledger.status().ordered_at.as_ref().is_some_and(|t| crate::time::elapsed_since(t.0) < settings.order_grace);

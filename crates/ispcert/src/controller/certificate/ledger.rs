@@ -28,6 +28,8 @@ pub enum Change {
     AttemptAbandoned,
     /// The billing's state of the order, for `status.orderState`.
     OrderState(String),
+    /// The subscription's end, from the billing's list.
+    SubscriptionEnd(Timestamp),
     /// A free reissue was requested.
     ReissueRequested(ReissueState),
     /// A certificate for the spec is stored in the Secret.
@@ -64,6 +66,7 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
         }
         Change::AttemptAbandoned => status.order_attempt = None,
         Change::OrderState(state) => status.order_state = Some(state),
+        Change::SubscriptionEnd(t) => status.subscription_end = Some(Time(t)),
         Change::ReissueRequested(reissue) => status.reissue = Some(reissue),
         Change::Stored(s) => {
             status.not_before = Some(Time(s.not_before));
@@ -216,6 +219,7 @@ mod tests {
                 Change::OrderState("processing".into()),
                 CertificateStatus { order_state: Some("processing".into()), ..base.clone() },
             ),
+            (Change::SubscriptionEnd(t), CertificateStatus { subscription_end: Some(Time(t)), ..base.clone() }),
         ];
         for (change, want) in cases {
             let mut s = base.clone();

@@ -37,7 +37,7 @@ use run::Run;
 pub use settle::{Inputs, Note, Settled, settle};
 
 use super::context::{Context, Error};
-use super::metrics::{CertificateLabels, ControllerLabels, FailureLabels};
+use super::metrics::{CertificateLabels, ControllerLabels};
 use crate::crd::IspCertificate;
 
 /// The finalizer that guards billing clean-up; present only with `deletionPolicy: Delete`.
@@ -72,14 +72,7 @@ async fn reconcile_certificate(cert: Arc<IspCertificate>, ctx: Arc<Context>) -> 
     let stop = match drive(&run, &mut ledger).await {
         Ok(Flow::Stop(s)) => s,
         Ok(Flow::Go(())) => Stop::ready("", None),
-        Err(e) => {
-            shared
-                .metrics
-                .failures
-                .get_or_create(&FailureLabels { controller: "certificate".into(), category: e.category().into() })
-                .inc();
-            Stop::failed(e.category(), e.to_string())
-        }
+        Err(e) => Stop::failed(e.category(), e.to_string()),
     };
     finish(&run, ledger, stop).await
 }
@@ -141,6 +134,7 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
     }
     publish_metrics(run, &settled);
     if stop.failure {
+        shared.metrics.error("certificate", stop.reason);
         info!(reason = stop.reason, message = %stop.message, "not ready");
     } else {
         debug!(reason = stop.reason, "reconciled");
@@ -153,13 +147,17 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
 
 fn publish_metrics(run: &Run<'_>, settled: &Settled) {
     let metrics = &run.ctx.shared.metrics;
-    let labels = CertificateLabels { namespace: run.ns.clone(), name: run.name.clone() };
-    metrics.ready.get_or_create(&labels).set(i64::from(settled.ready));
-    if let Some(t) = &settled.status.not_after {
-        metrics.expiration.get_or_create(&labels).set(t.0.as_second());
-    }
-    if let Some(t) = &settled.status.renewal_time {
-        metrics.renewal.get_or_create(&labels).set(t.0.as_second());
+    let labels = CertificateLabels::of(run.cert);
+    metrics.set_ready(&labels, if settled.ready { "True" } else { "False" });
+    let status = &settled.status;
+    for (family, time) in [
+        (&metrics.expiration, &status.not_after),
+        (&metrics.renewal, &status.renewal_time),
+        (&metrics.subscription_end, &status.subscription_end),
+    ] {
+        if let Some(t) = time {
+            family.get_or_create(&labels).set(t.0.as_second());
+        }
     }
 }
 

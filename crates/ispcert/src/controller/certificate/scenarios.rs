@@ -81,7 +81,7 @@ fn redact(v: &mut Value) {
     match v {
         Value::Object(map) => {
             for (k, x) in map.iter_mut() {
-                if k.ends_with("Time") || k.ends_with("At") || k == "eventTime" {
+                if k.ends_with("Time") || k.ends_with("At") || k.ends_with("End") {
                     *x = json!("<time>");
                 } else {
                     redact(x);
@@ -416,7 +416,7 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
     };
     let outcome = json!({"status": {
         "conditions": [condition("Ready", "False"), condition("Issuing", "True"), not_stalled("Pending", 1)],
-        "observedGeneration": 1, "orderState": "ordered/requested",
+        "observedGeneration": 1, "orderState": "ordered/requested", "subscriptionEnd": "<time>",
     }});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(outcome), json!(cert)));
     calls.push(event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"));
