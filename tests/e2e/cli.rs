@@ -92,15 +92,21 @@ async fn account_commands_against_the_simulator() {
         let foreign =
             run([vec!["countries".to_string(), "--region".into(), "foreign".into()], login(FOREIGN, &password)]
                 .concat());
-        let foreign_as_russian = run([vec!["countries".to_string()], login(FOREIGN, &password)].concat());
-        (countries, check, refused, catalog, foreign, foreign_as_russian)
+        let foreign_found = run([vec!["countries".to_string()], login(FOREIGN, &password)].concat());
+        let russian = vec!["countries".to_string(), "--region".into(), "russian".into()];
+        let foreign_as_russian = run([russian, login(FOREIGN, &password)].concat());
+        (countries, check, refused, catalog, foreign, (foreign_found, foreign_as_russian))
     })
     .await
     .unwrap();
-    let (countries, check, refused, catalog, foreign, foreign_as_russian) = results;
-    // A USD account buys from the foreign price list; asked with the Russian one it is refused.
+    let (countries, check, refused, catalog, foreign, (foreign_found, foreign_as_russian)) = results;
+    // A USD account buys from the foreign price list: found by itself, and said; asked with the
+    // Russian one it is refused with the flag to use.
     assert!(foreign.0 && foreign.1.contains("182"), "{foreign:?}");
-    assert!(!foreign_as_russian.0 && foreign_as_russian.2.contains("pricelist"), "{foreign_as_russian:?}");
+    assert!(foreign_found.0 && foreign_found.1.contains("182"), "{foreign_found:?}");
+    assert!(foreign_found.2.contains("Foreign price list"), "{foreign_found:?}");
+    assert!(!foreign_as_russian.0 && foreign_as_russian.2.contains("try --region foreign"), "{foreign_as_russian:?}");
+    assert!(countries.2.contains("Russian price list"), "the region found is said: {countries:?}");
     assert!(countries.0 && countries.1.contains("182") && countries.1.contains("Russia"), "{countries:?}");
     assert!(check.0 && check.1.contains("can use the API"), "{check:?}");
     assert!(!refused.0 && refused.2.contains("wrong email or password"), "{refused:?}");

@@ -64,7 +64,10 @@ fn explain(e: &BillingError) -> String {
     }
 }
 
-pub async fn countries(args: &AccountArgs, product: &str, region: Region) -> ExitCode {
+/// Prints the billing's country ids. Without `region` the account's price list is found by
+/// trying the Russian one, then the foreign one (a refused price list costs nothing), and the
+/// region that worked is said, for the issuer's `spec.region`.
+pub async fn countries(args: &AccountArgs, product: &str, region: Option<Region>) -> ExitCode {
     let client = match client(args) {
         Ok(c) => c,
         Err(e) => return fail(e),
@@ -72,16 +75,43 @@ pub async fn countries(args: &AccountArgs, product: &str, region: Region) -> Exi
     let Some(found) = catalog::lookup(product) else {
         return fail(format!("unknown product {product:?}; `ispcert catalog` lists them"));
     };
-    match client.countries(found.product.pricelist(found.region_of_id.unwrap_or(region)), 12).await {
-        Ok(list) => {
-            println!("{:<6} NAME", "ID");
-            for c in list {
-                println!("{:<6} {}", c.id, c.name);
+    let tries: Vec<Region> = match found.region_of_id.or(region) {
+        Some(r) => vec![r],
+        None => vec![Region::Russian, Region::Foreign],
+    };
+    let mut refused = None;
+    for r in &tries {
+        match client.countries(found.product.pricelist(*r), 12).await {
+            Ok(list) => {
+                if tries.len() > 1 {
+                    eprintln!(
+                        "the account buys from the {} price list (spec.region: {} in its issuer)",
+                        r.as_str(),
+                        r.as_str()
+                    );
+                }
+                println!("{:<6} NAME", "ID");
+                for c in list {
+                    println!("{:<6} {}", c.id, c.name);
+                }
+                return ExitCode::SUCCESS;
             }
-            ExitCode::SUCCESS
+            Err(BillingError::InvalidField { field, .. }) if field == "pricelist" => refused = Some(*r),
+            Err(e) => return fail(explain(&e)),
         }
-        Err(e) => fail(explain(&e)),
     }
+    let other = match refused {
+        Some(Region::Russian) => "--region foreign",
+        _ => "--region russian",
+    };
+    fail(match (region, found.region_of_id) {
+        (Some(_), None) => format!(
+            "the billing refused {product}'s price list for this account; it may buy from the other list: try {other}"
+        ),
+        _ => format!(
+            "the billing refused {product}'s price lists for this account; check the product with `ispcert catalog`"
+        ),
+    })
 }
 
 pub async fn check(args: &AccountArgs) -> ExitCode {

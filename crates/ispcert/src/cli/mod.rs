@@ -41,10 +41,10 @@ pub enum Command {
         /// A product whose order form lists the countries.
         #[arg(long, default_value = "alphassl")]
         product: String,
-        /// The account's price list, as in the issuer's `spec.region` (a raw price-list id in
-        /// `--product` decides it by itself).
-        #[arg(long, value_enum, default_value = "russian")]
-        region: RegionArg,
+        /// The account's price list, as in the issuer's `spec.region`. Without it the account's
+        /// list is found by trying both (a raw price-list id in `--product` decides by itself).
+        #[arg(long, value_enum)]
+        region: Option<RegionArg>,
     },
     /// Describe the certificates of a PEM file (`-` for stdin), such as a Secret's `tls.crt`.
     Inspect {
@@ -175,7 +175,9 @@ pub async fn main(cli: Cli) -> ExitCode {
             print!("{}", account::catalog_table(region.map(Region::from)));
             ExitCode::SUCCESS
         }
-        Command::Countries { account: a, product, region } => account::countries(&a, &product, region.into()).await,
+        Command::Countries { account: a, product, region } => {
+            account::countries(&a, &product, region.map(Region::from)).await
+        }
         Command::Inspect { file } => account::inspect(&file),
         Command::Account { command: AccountCommand::Check { account: a } } => account::check(&a).await,
         Command::Account { command: AccountCommand::Certificates { account: a } } => account::certificates(&a).await,
