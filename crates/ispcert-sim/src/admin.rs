@@ -195,6 +195,7 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
         .route("/_sim/accounts/{email}/top-up", post(top_up))
         .route("/_sim/accounts/{email}/access", post(set_access))
         .route("/_sim/addon-codes", post(add_addon_code))
+        .route("/_sim/settings", get(settings).post(set_settings))
         .route("/_sim/faults", get(list_faults).post(add_fault).delete(clear_faults))
         .route("/_sim/faults/{id}", delete(remove_fault))
         .route("/_sim/root.pem", get(root_pem))
@@ -320,6 +321,22 @@ async fn set_access(State(sim): Shared, Path(email): Path<String>, Json(a): Json
 
 async fn add_addon_code(State(sim): Shared, Json(a): Json<AddonCode>) -> StatusCode {
     sim.set_addon_code(a.pricelist, a.code);
+    StatusCode::NO_CONTENT
+}
+
+/// Switches of the simulated billing's behaviour that are not faults of one request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The certificate list leaves out `remoteid`.
+    pub hide_remote_id: bool,
+}
+
+async fn settings(State(sim): Shared) -> Json<Settings> {
+    Json(Settings { hide_remote_id: sim.lock().hide_remote_id })
+}
+
+async fn set_settings(State(sim): Shared, Json(s): Json<Settings>) -> StatusCode {
+    sim.lock().hide_remote_id = s.hide_remote_id;
     StatusCode::NO_CONTENT
 }
 
@@ -473,6 +490,11 @@ impl AdminClient {
     /// Makes the simulator accept `addon_<code>` for a price list.
     pub async fn add_addon_code(&self, addon: AddonCode) -> Result<(), AdminError> {
         self.post_json("/_sim/addon-codes", &addon).await.map(drop)
+    }
+
+    /// Changes the simulator's settings (for example whether the list shows `remoteid`).
+    pub async fn set_settings(&self, settings: Settings) -> Result<(), AdminError> {
+        self.post_json("/_sim/settings", &settings).await.map(drop)
     }
 
     /// Switches a fault on; returns its id.

@@ -31,6 +31,39 @@ pub enum FaultKind {
     },
     /// An `auth` error even for right credentials.
     Auth,
+    /// An error document of this type, as the billing answers one. Before commit it refuses
+    /// without charging (`access` on one function, an IP allow-list that covers some calls only);
+    /// after commit the order is charged and the caller still gets the error (a processing module
+    /// failing after payment, a duplicate check, an XML glitch).
+    Error {
+        /// The error's `type`.
+        error: ErrorType,
+    },
+    /// A list answer without `elem`: the `doc` wrapper left in, with keys of its own (what an
+    /// unknown answer shape looks like). For the `certificate` function.
+    ListWithoutElem,
+}
+
+/// The error types a fault can answer with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    Access,
+    Exists,
+    Xml,
+    /// A type no client knows.
+    Unknown,
+}
+
+impl ErrorType {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ErrorType::Access => "access",
+            ErrorType::Exists => "exists",
+            ErrorType::Xml => "xml",
+            ErrorType::Unknown => "billmgr_processing_failed",
+        }
+    }
 }
 
 fn default_html_status() -> u16 {

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::Response;
 use axum::routing::any;
 
-use super::faults::FaultKind;
+use super::faults::{ErrorType, FaultKind};
 use super::params::Params;
 use super::render::{Answer, Out, Refusal, respond};
 use super::state::Lang;
@@ -165,6 +165,18 @@ async fn fault_response(sim: &Sim, kind: FaultKind, out: Out, lang: Lang) -> Res
             plain(StatusCode::OK, "application/json; charset=UTF-8", "{\"elem\": [{\"id\": \"3100001\", \"CN\": \"exa")
         }
         FaultKind::Auth => respond(&Refusal::auth().into(), out, lang),
+        FaultKind::Error { error } => {
+            let refusal = match error {
+                ErrorType::Access => Refusal::access(),
+                other => Refusal::new(other.as_str(), "", format!("simulated {} error", other.as_str())),
+            };
+            respond(&refusal.into(), out, lang)
+        }
+        FaultKind::ListWithoutElem => plain(
+            StatusCode::OK,
+            "application/json; charset=UTF-8",
+            "{\"doc\": {\"p_cnt\": {\"$\": \"1000\"}, \"tparams\": {\"func\": {\"$\": \"certificate\"}}}}",
+        ),
         FaultKind::Slow { .. } => {
             respond(&Refusal::new("xml", "", "internal: slow is not a response").into(), out, lang)
         }

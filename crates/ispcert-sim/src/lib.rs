@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use admin::{AccountStats, AdminClient, AdminError, CertInfo, Stats};
-pub use faults::{ActiveFault, FaultKind, FaultSpec};
+pub use admin::{AccountStats, AdminClient, AdminError, CertInfo, Settings, Stats};
+pub use faults::{ActiveFault, ErrorType, FaultKind, FaultSpec};
 pub use money::{Money, ParseMoneyError};
 
 /// Certificates never live longer than this (CA/Browser Forum ballot SC-081, from 2026-03-15).
@@ -143,6 +143,9 @@ pub struct SimConfig {
     pub admin: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// The certificate list leaves out `remoteid`, as a billing may that does not show the
+    /// caller's own id (whether the real one shows it is unknown). Also switchable at run time.
+    pub hide_remote_id: bool,
 }
 
 impl Default for SimConfig {
@@ -155,6 +158,7 @@ impl Default for SimConfig {
             seed: 0,
             admin: true,
             max_body_bytes: 1 << 20,
+            hide_remote_id: false,
         }
     }
 }
@@ -263,6 +267,7 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
     let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, m);
     products::load().map_err(|e| std::io::Error::other(format!("product table: {e}")))?;
     let mut st = state::State::new();
+    st.hide_remote_id = config.hide_remote_id;
     for a in &config.accounts {
         if !is_currency(&a.currency) {
             return Err(invalid(format!("currency of {} must be three capital letters", a.email)));

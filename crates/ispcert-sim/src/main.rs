@@ -34,6 +34,10 @@ struct Args {
     /// Do not serve the introspection API under /_sim/.
     #[arg(long)]
     no_admin: bool,
+    /// Leave `remoteid` out of the certificate list, as a billing might that does not show the
+    /// caller's own id.
+    #[arg(long)]
+    hide_remote_id: bool,
     /// Log filter (tracing `EnvFilter` syntax); `debug` logs one line per request.
     #[arg(long, env = "ISPCERT_SIM_LOG", default_value = "info")]
     log: String,
@@ -70,6 +74,7 @@ async fn main() -> std::io::Result<()> {
         addon_codes,
         seed: args.seed,
         admin: !args.no_admin,
+        hide_remote_id: args.hide_remote_id,
         ..SimConfig::default()
     };
     for a in &config.accounts {

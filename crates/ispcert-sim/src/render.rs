@@ -120,6 +120,8 @@ pub(crate) struct ListPage {
     pub p_elems: usize,
     pub p_num: usize,
     pub p_cnt: usize,
+    /// Rows leave out `remoteid` (a billing that does not show the caller's tag).
+    pub hide_remote_id: bool,
 }
 
 /// A downloaded file.
@@ -281,7 +283,8 @@ fn bjson_list(page: &ListPage, _lang: Lang) -> Vec<u8> {
         // Labels and codes are our own constants (no characters JSON must escape, codes are one
         // digit), so they are copied as they are: this loop runs a million times a second.
         b.push(b'{');
-        b.extend_from_slice(row.fixed.bjson.as_bytes());
+        let fixed = if page.hide_remote_id { &row.fixed.bjson_untagged } else { &row.fixed.bjson };
+        b.extend_from_slice(fixed.as_bytes());
         b.extend_from_slice(b",\"item_status\":\"");
         b.extend_from_slice(row.item_label.as_bytes());
         b.extend_from_slice(b"\",\"item_status_orig\":\"");
@@ -304,8 +307,11 @@ fn jtext(s: &str) -> serde_json::Value {
     serde_json::json!({ "$": s })
 }
 
-fn row_fields(row: &ListRow) -> Vec<(&'static str, String)> {
+fn row_fields(row: &ListRow, hide_remote_id: bool) -> Vec<(&'static str, String)> {
     let mut fields = row.fixed.fields.clone();
+    if hide_remote_id {
+        fields.retain(|(k, _)| *k != "remoteid");
+    }
     fields.push(("item_status", row.item_label.to_owned()));
     fields.push(("item_status_orig", row.item_status.to_string()));
     fields.push(("crt_status_orig", row.crt_status.to_string()));
@@ -358,8 +364,10 @@ fn json(answer: &Answer, _lang: Lang) -> Vec<u8> {
                 .rows
                 .iter()
                 .map(|row| {
-                    let m: Map<String, Value> =
-                        row_fields(row).into_iter().map(|(k, v)| (k.to_owned(), jtext(&v))).collect();
+                    let m: Map<String, Value> = row_fields(row, page.hide_remote_id)
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), jtext(&v)))
+                        .collect();
                     Value::Object(m)
                 })
                 .collect();
@@ -435,7 +443,7 @@ fn xml(answer: &Answer, _lang: Lang) -> Vec<u8> {
         Answer::List(page) => {
             for row in &page.rows {
                 x += "<elem>";
-                for (k, v) in row_fields(row) {
+                for (k, v) in row_fields(row, page.hide_remote_id) {
                     x += &format!("<{k}>{}</{k}>", xesc(&v));
                 }
                 x += "</elem>";

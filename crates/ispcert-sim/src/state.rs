@@ -144,6 +144,8 @@ pub(crate) struct RowFixed {
     pub fields: Vec<(&'static str, String)>,
     /// The same fields as bjson object members, without braces.
     pub bjson: String,
+    /// The same without `remoteid`, for a billing that does not show it.
+    pub bjson_untagged: String,
 }
 
 /// Contact and subject data of an order, kept for `certificate.edit`.
@@ -241,18 +243,21 @@ impl Cert {
         if let Some(r) = &self.remoteid {
             fields.push(("remoteid", r.clone()));
         }
-        let mut b = Vec::with_capacity(200);
-        for (i, (k, v)) in fields.iter().enumerate() {
-            if i > 0 {
-                b.push(b',');
+        let members = |with_tag: bool| {
+            let mut b = Vec::with_capacity(200);
+            for (k, v) in fields.iter().filter(|(k, _)| with_tag || *k != "remoteid") {
+                if !b.is_empty() {
+                    b.push(b',');
+                }
+                push_json_str(&mut b, k);
+                b.push(b':');
+                push_json_str(&mut b, v);
             }
-            push_json_str(&mut b, k);
-            b.push(b':');
-            push_json_str(&mut b, v);
-        }
-        // serde_json writes UTF-8, so nothing is replaced here.
-        let bjson = String::from_utf8_lossy(&b).into_owned();
-        self.row = Arc::new(RowFixed { fields, bjson });
+            // serde_json writes UTF-8, so nothing is replaced here.
+            String::from_utf8_lossy(&b).into_owned()
+        };
+        let (bjson, bjson_untagged) = (members(true), members(false));
+        self.row = Arc::new(RowFixed { fields, bjson, bjson_untagged });
     }
 
     /// The enrollment `certificate.file` serves at `now`, if any was issued.
@@ -477,6 +482,8 @@ pub(crate) struct State {
     /// Requests per `func`, authenticated or not.
     pub requests: BTreeMap<String, u64>,
     pub faults_applied: u64,
+    /// The list leaves out `remoteid`: a billing that does not show the caller's tag.
+    pub hide_remote_id: bool,
 }
 
 /// Ids start at a realistic magnitude for BILLmanager service ids.
@@ -564,7 +571,7 @@ impl State {
     /// rows on the page unless the filter itself is by status.
     pub(crate) fn list(&self, account: &str, p_cnt: usize, p_num: usize, now: Timestamp, lang: Lang) -> ListPage {
         let Some(acct) = self.accounts.get(account) else {
-            return ListPage { rows: Vec::new(), p_elems: 0, p_num, p_cnt };
+            return ListPage { rows: Vec::new(), p_elems: 0, p_num, p_cnt, hide_remote_id: self.hide_remote_id };
         };
         let skip = (p_num - 1).saturating_mul(p_cnt);
         let by_status = acct.filter.item_status.is_some();
@@ -598,7 +605,7 @@ impl State {
             }
             total += 1;
         }
-        ListPage { rows, p_elems: total, p_num, p_cnt }
+        ListPage { rows, p_elems: total, p_num, p_cnt, hide_remote_id: self.hide_remote_id }
     }
 
     /// Counts a request of `func` (and, when known, for its account).

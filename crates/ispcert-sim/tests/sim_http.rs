@@ -7,7 +7,9 @@
 use std::io::Read as _;
 use std::time::{Duration, Instant};
 
-use ispcert_sim::{AccountSpec, AddonCode, FaultKind, FaultSpec, Money, RunningSim, SimConfig, start};
+use ispcert_sim::{
+    AccountSpec, AddonCode, ErrorType, FaultKind, FaultSpec, Money, RunningSim, Settings, SimConfig, start,
+};
 use serde_json::Value;
 use x509_parser::prelude::{FromDer as _, GeneralName, X509Certificate};
 
@@ -666,6 +668,63 @@ async fn faults_switch_on_and_off_and_respect_func_count_and_phase() {
     assert!(admin.faults().await.unwrap().is_empty());
     assert_eq!(list().await.status(), 200);
     assert!(admin.stats().await.unwrap().faults_applied >= 10);
+}
+
+#[tokio::test]
+async fn money_switches_error_types_before_and_after_commit_lists_without_elem_and_hidden_tags() {
+    let sim = sim().await;
+    let admin = sim.admin();
+    let orders = || async { admin.stats().await.unwrap().account(RU).orders };
+
+    // `access` on the order function only: refused, nothing charged, other functions work.
+    let access = FaultSpec::new(FaultKind::Error { error: ErrorType::Access }).on_func("certificate.order.param");
+    let id = admin.add_fault(&access).await.unwrap();
+    let refused: Value =
+        serde_json::from_slice(&order_once(&sim, "a.example.com").await.bytes().await.unwrap()).unwrap();
+    assert_eq!(error_of(&refused).0, "access");
+    assert_eq!(orders().await, 0);
+    assert!(call(&sim, RU, "certificate", &[]).await["elem"].is_array(), "only the order function is refused");
+    admin.remove_fault(id).await.unwrap();
+
+    // An error type no client knows, after commit: charged, and the answer is that error.
+    let unknown = FaultSpec::new(FaultKind::Error { error: ErrorType::Unknown })
+        .on_func("certificate.order.param")
+        .times(1)
+        .after_commit();
+    admin.add_fault(&unknown).await.unwrap();
+    let answer: Value =
+        serde_json::from_slice(&order_once(&sim, "b.example.com").await.bytes().await.unwrap()).unwrap();
+    assert_eq!(error_of(&answer).0, "billmgr_processing_failed");
+    assert_eq!(orders().await, 1, "the order went through although its answer is an error");
+
+    // A list answer without its list markers.
+    admin.add_fault(&FaultSpec::new(FaultKind::ListWithoutElem).on_func("certificate").times(1)).await.unwrap();
+    let odd = call(&sim, RU, "certificate", &[]).await;
+    assert!(odd.get("elem").is_none() && odd["doc"].is_object(), "{odd}");
+
+    // The list shows `remoteid`, or hides it when told to; the order keeps it either way.
+    let tagged = post(
+        &sim,
+        RU,
+        "certificate.order.param",
+        &{
+            let (csr, _) = csr_for(&["c.example.com"]);
+            let mut o = manual_order("3033", &csr, "admin@c.example.com");
+            o.push(("remoteid".into(), "ispcert-tag".into()));
+            o
+        }
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect::<Vec<_>>(),
+    )
+    .await;
+    assert_eq!(tagged.status(), 200);
+    let rows = || async { call(&sim, RU, "certificate", &[]).await["elem"].as_array().unwrap().clone() };
+    assert!(rows().await.iter().any(|r| r["remoteid"] == "ispcert-tag"));
+    admin.set_settings(Settings { hide_remote_id: true }).await.unwrap();
+    assert!(rows().await.iter().all(|r| r.get("remoteid").is_none()), "{:?}", rows().await);
+    admin.set_settings(Settings { hide_remote_id: false }).await.unwrap();
+    assert!(rows().await.iter().any(|r| r["remoteid"] == "ispcert-tag"));
 }
 
 #[tokio::test]
