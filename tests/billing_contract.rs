@@ -13,7 +13,7 @@ use ispcert::billing::{
     TransportKind, http_pool,
 };
 use ispcert::pki::keys::{self, CsrSubject, KeyAlgorithm};
-use ispcert_sim::{self as sim, AccountSpec, FaultKind, FaultSpec, Money, RunningSim, SimConfig};
+use ispcert_sim::{self as sim, AccountSpec, ErrorType, FaultKind, FaultSpec, Money, RunningSim, SimConfig};
 
 use ispcert_tests::orders::{contact, order, subject};
 
@@ -281,6 +281,40 @@ async fn every_error_class_is_typed() {
     let e = closed.verify_access().await.unwrap_err();
     assert!(matches!(e, BillingError::Transport { kind: TransportKind::Connect, sent: false, .. }), "{e:?}");
     assert!(!e.may_have_charged());
+}
+
+/// The answers a money decision must not trust: an order answered with an error type that does
+/// not prove a refusal may have charged, and a list without its markers is an error, not empty.
+#[tokio::test]
+async fn doubtful_answers_are_never_taken_for_nothing_happened() {
+    let sim = simulator(1_000_000).await;
+    let client = client_for(&sim, EMAIL, PASSWORD);
+    let admin = sim.admin();
+    let orders = || async { admin.stats().await.unwrap().account(EMAIL).orders };
+    for error in [ErrorType::Exists, ErrorType::Xml, ErrorType::Unknown] {
+        let fault =
+            FaultSpec::new(FaultKind::Error { error }).on_func("certificate.order.param").after_commit().times(1);
+        admin.add_fault(&fault).await.unwrap();
+        let before = orders().await;
+        let (req, _) = order(3033, &["doubt.example.com"], None);
+        let e = client.order(&req).await.unwrap_err();
+        assert!(e.may_have_charged() && e.retry() == Retry::CheckFirst, "{error:?}: {e:?}");
+        assert_eq!(orders().await, before + 1, "{error:?}: the order went through");
+    }
+    // access on the order function alone, before anything happens: a refusal, nothing charged.
+    let access =
+        FaultSpec::new(FaultKind::Error { error: ErrorType::Access }).on_func("certificate.order.param").times(1);
+    admin.add_fault(&access).await.unwrap();
+    let before = orders().await;
+    let (req, _) = order(3033, &["access.example.com"], None);
+    let e = client.order(&req).await.unwrap_err();
+    assert!(matches!(e, BillingError::Access { .. }) && !e.may_have_charged(), "{e:?}");
+    assert_eq!(orders().await, before);
+    // A list without `elem` is an error, whatever page it is on.
+    admin.add_fault(&FaultSpec::new(FaultKind::ListWithoutElem).on_func("certificate").times(1)).await.unwrap();
+    let e = client.list().await.unwrap_err();
+    assert!(matches!(e, BillingError::Transport { kind: TransportKind::Unparsable, .. }), "{e:?}");
+    assert_eq!(client.list().await.unwrap().len(), 3, "the list itself is whole: the three charged orders");
 }
 
 /// Each invalid order is refused with its error type and costs nothing.

@@ -349,39 +349,39 @@ fn code(row: &Value, key: &str) -> Option<u32> {
     text(row, key).and_then(|s| s.trim().parse().ok())
 }
 
+/// One page of the certificate list, read strictly: the list decides whether an order exists, so
+/// an answer that lacks its list markers is an error, never an empty list, and a row without an
+/// id makes the whole page untrustworthy (a row silently dropped could be the order looked for).
+/// An empty list is `elem` empty or absent with `p_elems` 0.
 pub fn list_page(answer: &Value) -> Result<ListPage, BillingError> {
+    let unparsable = |why: &str| BillingError::transport(TransportKind::Unparsable, why);
+    let total: Option<usize> = text(answer, "p_elems").and_then(|s| s.trim().parse().ok());
     let elems: Vec<&Value> = match field(answer, "elem") {
-        None | Some(Value::Null) => vec![],
         Some(Value::Array(items)) => items.iter().collect(),
         Some(one @ Value::Object(_)) => vec![one],
-        Some(_) => return Err(BillingError::transport(TransportKind::Unparsable, "`elem` is not a list")),
+        None | Some(Value::Null) if total == Some(0) => vec![],
+        None | Some(Value::Null) => return Err(unparsable("a list answer without its list (`elem`)")),
+        Some(_) => return Err(unparsable("`elem` is not a list")),
     };
-    let total = text(answer, "p_elems").and_then(|s| s.trim().parse().ok());
-    if elems.is_empty() && total.is_none() && field(answer, "elem").is_none() && !answer.is_object() {
-        return Err(BillingError::transport(TransportKind::Unparsable, "a list answer that is not an object"));
-    }
-    let rows = elems
-        .into_iter()
-        .filter_map(|row| {
-            let id = text(row, "id")?;
-            Some(CertificateRow {
-                id,
-                domain: text(row, "CN")
-                    .or_else(|| text(row, "domain"))
-                    .or_else(|| text(row, "name"))
-                    .unwrap_or_default(),
-                pricelist: text(row, "pricelist"),
-                created: text(row, "createdate"),
-                expires: text(row, "expiredate"),
-                status_msg: text(row, "status_msg"),
-                item_status: code(row, "item_status_orig"),
-                crt_status: code(row, "crt_status_orig"),
-                remote_id: text(row, "remoteid"),
-                cost: text(row, "cost"),
-            })
-        })
-        .collect();
+    let rows = elems.into_iter().map(list_row).collect::<Option<Vec<_>>>();
+    let rows = rows.ok_or_else(|| unparsable("a list row without an id"))?;
     Ok(ListPage { rows, total })
+}
+
+fn list_row(row: &Value) -> Option<CertificateRow> {
+    let id = text(row, "id")?;
+    Some(CertificateRow {
+        id,
+        domain: text(row, "CN").or_else(|| text(row, "domain")).or_else(|| text(row, "name")).unwrap_or_default(),
+        pricelist: text(row, "pricelist"),
+        created: text(row, "createdate"),
+        expires: text(row, "expiredate"),
+        status_msg: text(row, "status_msg"),
+        item_status: code(row, "item_status_orig"),
+        crt_status: code(row, "crt_status_orig"),
+        remote_id: text(row, "remoteid"),
+        cost: text(row, "cost"),
+    })
 }
 
 #[cfg(test)]
@@ -444,6 +444,21 @@ mod tests {
         assert_eq!(page.rows[0].item_status, Some(2));
         assert_eq!(page.rows[0].remote_id.as_deref(), Some("r-1"));
         assert_eq!(list_page(&json!({"p_elems": "0"})).unwrap().rows.len(), 0);
+        assert_eq!(list_page(&json!({"elem": [], "p_elems": "0"})).unwrap().rows.len(), 0);
+    }
+
+    #[test]
+    fn a_list_without_its_markers_or_with_a_row_without_id_is_an_error_not_an_empty_list() {
+        for v in [
+            json!({}),
+            json!({"doc": {"p_cnt": "1000", "tparams": {"func": "certificate"}}}),
+            json!({"p_elems": "3"}),
+            json!({"elem": null}),
+            json!({"elem": [{"id": "7"}, {"CN": "no-id.example"}], "p_elems": "2"}),
+            json!({"elem": "7"}),
+        ] {
+            assert!(matches!(list_page(&v), Err(BillingError::Transport { .. })), "{v}");
+        }
     }
 
     #[test]

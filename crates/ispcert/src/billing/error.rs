@@ -102,6 +102,11 @@ pub enum BillingError {
     NotIssuedYet,
     #[error("the billing answered error `{kind}`{}: {message}", object_suffix(.object))]
     Other { kind: String, object: String, message: String },
+    /// An error of a type that does not prove the call was refused before it took effect,
+    /// answered to a call that spends money (`exists`, `xml`, a processing failure after payment,
+    /// a type we do not know): the money may be gone.
+    #[error("the billing answered error `{kind}`{} to a call that spends money, which does not prove nothing was charged: {message}", object_suffix(.object))]
+    PaidUnclear { kind: String, object: String, message: String },
     #[error("the request was not sent: {0}")]
     InvalidRequest(String),
     #[error("billing unreachable or broken: {kind}{}", detail_suffix(.detail))]
@@ -164,6 +169,9 @@ impl BillingError {
             }),
             NotFound { object } => NotFound { object: f(object) },
             Other { kind, object, message } => Other { kind: f(kind), object: f(object), message: f(message) },
+            PaidUnclear { kind, object, message } => {
+                PaidUnclear { kind: f(kind), object: f(object), message: f(message) }
+            }
             InvalidRequest(m) => InvalidRequest(f(m)),
             Transport { kind, sent, paid, detail } => Transport { kind, sent, paid, detail: f(detail) },
             e @ (Auth | NotIssuedYet) => e,
@@ -181,12 +189,17 @@ impl BillingError {
         BillingError::Transport { kind, sent: kind != TransportKind::Connect, paid: false, detail: detail.into() }
     }
 
-    /// The same error, known to come from a call that spends money: a transport failure then
-    /// means the money may be gone (see [`BillingError::may_have_charged`]).
+    /// The same error, known to come from a call that spends money: a transport failure, or an
+    /// error of a type that is no refusal known to come before payment, then means the money may
+    /// be gone (see [`BillingError::may_have_charged`]). Known refusals (wrong credentials, no
+    /// access, a bad or missing field, too little money, a captcha) stay what they are.
     pub fn in_paid_call(self) -> Self {
         match self {
             BillingError::Transport { kind, sent, detail, .. } => {
                 BillingError::Transport { kind, sent, paid: true, detail }
+            }
+            BillingError::Other { kind, object, message } if kind != "captcha_verification_failed" => {
+                BillingError::PaidUnclear { kind, object, message }
             }
             e => e,
         }
@@ -196,6 +209,7 @@ impl BillingError {
     pub fn retry(&self) -> Retry {
         match self {
             e if e.may_have_charged() => Retry::CheckFirst,
+            BillingError::PaidUnclear { .. } => Retry::CheckFirst,
             BillingError::Transport { kind: TransportKind::Status(code), .. } => {
                 if *code >= 500 || *code == 429 || *code == 408 { Retry::Soon } else { Retry::Never }
             }
@@ -216,7 +230,7 @@ impl BillingError {
     /// True only when the request may have reached the billing and no answer proved otherwise;
     /// such an order must be looked for in the certificate list before anything is ordered again.
     pub fn may_have_charged(&self) -> bool {
-        matches!(self, BillingError::Transport { sent: true, paid: true, .. })
+        matches!(self, BillingError::Transport { sent: true, paid: true, .. } | BillingError::PaidUnclear { .. })
     }
 
     /// A short stable name for metrics labels and condition reasons.
@@ -230,6 +244,7 @@ impl BillingError {
             BillingError::NotFound { .. } => "NotFound",
             BillingError::NotIssuedYet => "NotIssuedYet",
             BillingError::Other { .. } => "BillingError",
+            BillingError::PaidUnclear { .. } => "PaidUnclear",
             BillingError::InvalidRequest(_) => "InvalidRequest",
             BillingError::Transport { .. } => "Unreachable",
         }
@@ -308,6 +323,18 @@ mod tests {
         }
         assert_eq!(BillingError::transport(TransportKind::Connect, "").in_paid_call().retry(), Retry::Soon);
         assert_eq!(BillingError::transport(TransportKind::Timeout, "").retry(), Retry::Soon);
+        // An error type that does not prove a refusal before payment: the money may be gone.
+        let answered = |kind: &str| BillingError::classify(kind, "", "m".into(), |_| None).in_paid_call();
+        for kind in ["exists", "xml", "stat_addon_over_limit", "billmgr_processing_failed"] {
+            assert!(answered(kind).may_have_charged(), "{kind}");
+            assert_eq!(answered(kind).retry(), Retry::CheckFirst, "{kind}");
+        }
+        // Known refusals come before payment.
+        for kind in ["auth", "access", "value", "missed", "not_enough_money", "captcha_verification_failed"] {
+            assert!(!answered(kind).may_have_charged(), "{kind}");
+        }
+        // Outside paid calls an unknown error is just an error.
+        assert!(!BillingError::classify("exists", "", "m".into(), |_| None).may_have_charged());
     }
 
     #[test]
