@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -64,6 +64,9 @@ impl<T> KubeResult<T> for Result<T, kube::Error> {
     }
 }
 
+/// How long a reconcile waits for the caches' first lists before it fails and retries.
+const SYNC_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Shared by every controller of the process.
 pub struct Shared {
     pub client: kube::Client,
@@ -78,6 +81,10 @@ pub struct Shared {
     /// One recorder for the process, so that repeated events are counted in one series.
     pub recorder: Recorder,
     pub cluster_issuers: Store<ClusterIspIssuer>,
+    /// Every IspCertificate of the cluster, as the money fields: which orders are claimed.
+    pub claims: super::claims::Claims,
+    /// The metadata of every namespace, for ClusterIspIssuers' namespace selectors.
+    pub namespaces: Store<PartialObjectMeta<Namespace>>,
     /// The resourceVersion of each output Secret ("namespace/name") as we last wrote or checked
     /// it: a Secret still at that version needs no read to be trusted.
     pub verified: std::sync::Mutex<std::collections::HashMap<String, String>>,
@@ -158,13 +165,35 @@ impl Context {
             .then(|| label.clone())
     }
 
-    /// Order ids held by other certificates of this scope; never adopted by a recovery.
-    pub fn claimed_orders(&self, me_uid: &str) -> std::collections::HashSet<String> {
-        self.certificates
-            .state()
-            .iter()
-            .filter(|c| c.uid().as_deref() != Some(me_uid))
-            .filter_map(|c| c.status.as_ref().and_then(|s| s.order_id.clone()).or_else(|| c.spec.order_id.clone()))
-            .collect()
+    /// The labels of a namespace, from the cache.
+    pub fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
+        self.shared.namespaces.get(&ObjectRef::new(namespace)).map(|n| n.labels().clone()).unwrap_or_default()
+    }
+
+    /// Order ids of `account` held by other certificates, in any namespace; never adopted,
+    /// recovered or deleted by this one.
+    pub fn claimed_orders(&self, me_uid: &str, account: &str) -> super::claims::Claimed {
+        self.shared.claims.claimed_by_others(me_uid, account)
+    }
+
+    /// Waits until every cache a reconcile reads has its first full list: deciding on a cache
+    /// still filling up would take a present issuer for a missing one, or miss an older owner.
+    pub async fn wait_synced(&self) -> Result<(), Error> {
+        async fn ready<F, E>(what: &str, wait: F) -> Result<(), Error>
+        where
+            F: std::future::Future<Output = Result<(), E>>,
+        {
+            match tokio::time::timeout(SYNC_WAIT, wait).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(_)) => Err(Error::Internal(format!("the {what} cache stopped"))),
+                Err(_) => Err(Error::Internal(format!("the {what} cache has not finished its first list yet"))),
+            }
+        }
+        ready("certificate", self.certificates.wait_until_ready()).await?;
+        ready("issuer", self.issuers.wait_until_ready()).await?;
+        ready("cluster issuer", self.shared.cluster_issuers.wait_until_ready()).await?;
+        ready("Secret", self.secrets.wait_until_ready()).await?;
+        ready("namespace", self.shared.namespaces.wait_until_ready()).await?;
+        ready("claims", self.shared.claims.wait_synced()).await
     }
 }

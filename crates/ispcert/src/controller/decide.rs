@@ -1,11 +1,12 @@
 //! Pure decisions of the certificate reconcile: what the billing's list says about an order, which
 //! order in the list is ours, what a download means, what to do with the key, when to renew.
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use jiff::Timestamp;
 use jiff::civil::Date;
 
+use super::claims::Claimed;
 use super::plan::{KeyPlan, Plan};
 use crate::billing::CertificateRow;
 use crate::pki::chain::CertInfo;
@@ -91,36 +92,72 @@ pub const TAG_PREFIX: &str = "ispcert-";
 /// Finds the order an attempt placed: by our `remoteid` tag; otherwise by common name and price
 /// list among live orders created since the attempt that no other certificate claims and no other
 /// ispcert tag marks. One such order is ours only when the billing shows no tags at all (then a
-/// tag cannot tell); when it shows tags but not ours, any such order may be ours with the tag
-/// dropped, so the answer is `Ambiguous` and nothing is ordered until a person decides.
+/// tag cannot tell), nobody perhaps claims it, and the issuer lets its certificates take orders
+/// they cannot prove their own (`adoption_allowed`); otherwise any such order may be ours with
+/// the tag dropped, so the answer is `Ambiguous` and nothing is ordered until a person decides.
 pub fn find_order(
     rows: &[CertificateRow],
     remote_id: &str,
     plan: &Plan,
     since: Date,
-    claimed: &HashSet<String>,
+    claimed: &Claimed,
+    adoption_allowed: bool,
 ) -> Recovery {
-    let live = |r: &&CertificateRow| r.item_status != Some(4);
+    // A journaled order whose answer was lost has no id: it is the attempt itself, not a find.
+    let live = |r: &&CertificateRow| r.item_status != Some(4) && !r.id.is_empty();
     if let Some(r) = rows.iter().filter(live).find(|r| r.remote_id.as_deref() == Some(remote_id)) {
         return Recovery::Found(r.id.clone());
     }
     let tags_shown = rows.iter().any(|r| r.remote_id.is_some());
-    let pricelist = plan.pricelist.to_string();
-    let candidates: Vec<String> = rows
+    let candidates: Vec<&CertificateRow> = rows
         .iter()
         .filter(live)
         .filter(|r| r.remote_id.as_deref().is_none_or(|t| !t.starts_with(TAG_PREFIX)))
-        .filter(|r| r.domain.eq_ignore_ascii_case(&plan.common_name))
-        .filter(|r| r.pricelist.as_deref().is_none_or(|p| p == pricelist))
+        .filter(|r| same_need(r, plan))
         .filter(|r| r.created.as_deref().and_then(parse_date).is_none_or(|d| d >= since))
-        .filter(|r| !claimed.contains(&r.id))
-        .map(|r| r.id.clone())
+        .filter(|r| !claimed.surely.contains(&r.id))
         .collect();
-    match (candidates.len(), tags_shown) {
+    let perhaps_claimed = candidates.iter().any(|r| claimed.maybe.contains(&r.id));
+    let ids: Vec<String> = candidates.iter().map(|r| r.id.clone()).collect();
+    match (ids.len(), tags_shown || perhaps_claimed || !adoption_allowed) {
         (0, _) => Recovery::NotFound,
-        (1, false) => Recovery::Found(candidates[0].clone()),
-        _ => Recovery::Ambiguous(candidates),
+        (1, false) => Recovery::Found(ids[0].clone()),
+        _ => Recovery::Ambiguous(ids),
     }
+}
+
+/// Whether a row is an order for the plan's common name and price list.
+fn same_need(r: &CertificateRow, plan: &Plan) -> bool {
+    let pricelist = plan.pricelist.to_string();
+    r.domain.eq_ignore_ascii_case(&plan.common_name) && r.pricelist.as_deref().is_none_or(|p| p == pricelist)
+}
+
+/// Live orders of the account for the plan's name and product that no certificate surely claims:
+/// before a new order, any of them may be the certificate wanted (an earlier resource's order
+/// still pending, a manifest applied again without its status, an order made in the panel).
+pub fn unclaimed_orders(rows: &[CertificateRow], plan: &Plan, claimed: &Claimed) -> Vec<String> {
+    rows.iter()
+        .filter(|r| r.item_status != Some(4) && !r.id.is_empty())
+        .filter(|r| same_need(r, plan))
+        .filter(|r| !claimed.surely.contains(&r.id))
+        .map(|r| r.id.clone())
+        .collect()
+}
+
+/// How many orders count against a budget since `since`: the account's rows created since that
+/// date (the list shows dates only, so up to a day more), the orders the issuer's certificates
+/// recorded since then, and their attempts without an id yet. Each order counts once.
+pub fn orders_since(rows: &[CertificateRow], since: Date, recorded: &BTreeSet<String>, attempts: usize) -> usize {
+    let mut ids: BTreeSet<&str> = recorded.iter().map(String::as_str).collect();
+    let mut lost = 0;
+    for r in rows.iter().filter(|r| r.created.as_deref().and_then(parse_date).is_some_and(|d| d >= since)) {
+        if r.id.is_empty() {
+            lost += 1;
+        } else {
+            ids.insert(&r.id);
+        }
+    }
+    ids.len() + attempts.max(lost)
 }
 
 /// What a downloaded certificate means for this resource.
@@ -289,17 +326,15 @@ mod tests {
         let mut other = row("8", Some(1), None);
         other.domain = "a.example.com".into();
         other.remote_id = Some("ispcert-another".into());
-        let none = HashSet::new();
-        assert_eq!(
-            find_order(&[other.clone(), tagged.clone()], "tag", &plan, since, &none),
-            Recovery::Found("7".into())
-        );
+        let none = Claimed::default();
+        let find = |rows: &[CertificateRow], claimed: &Claimed| find_order(rows, "tag", &plan, since, claimed, true);
+        assert_eq!(find(&[other.clone(), tagged.clone()], &none), Recovery::Found("7".into()));
         // Another certificate's tag: not ours.
-        assert_eq!(find_order(std::slice::from_ref(&other), "tag", &plan, since, &none), Recovery::NotFound);
+        assert_eq!(find(std::slice::from_ref(&other), &none), Recovery::NotFound);
         // Tags are shown, ours is absent, and an untagged order fits: it may be ours, so ask.
         let mut bare = row("11", Some(1), None);
         bare.domain = "a.example.com".into();
-        assert_eq!(find_order(&[other, bare], "tag", &plan, since, &none), Recovery::Ambiguous(vec!["11".into()]));
+        assert_eq!(find(&[other, bare], &none), Recovery::Ambiguous(vec!["11".into()]));
 
         let mut untagged = row("9", Some(1), None);
         untagged.domain = "A.example.com".into();
@@ -308,12 +343,59 @@ mod tests {
         let mut old = untagged.clone();
         old.id = "3".into();
         old.created = Some("2025-01-01".into());
-        assert_eq!(find_order(&[untagged.clone(), old], "tag", &plan, since, &none), Recovery::Found("9".into()));
-        let claimed: HashSet<String> = ["9".to_string()].into();
-        assert_eq!(find_order(std::slice::from_ref(&untagged), "tag", &plan, since, &claimed), Recovery::NotFound);
+        assert_eq!(find(&[untagged.clone(), old], &none), Recovery::Found("9".into()));
+        let surely = Claimed { surely: ["9".to_string()].into(), ..Default::default() };
+        assert_eq!(find(std::slice::from_ref(&untagged), &surely), Recovery::NotFound);
+        // Perhaps another's (an older status without its account): never taken, always asked.
+        let maybe = Claimed { maybe: ["9".to_string()].into(), ..Default::default() };
+        assert_eq!(find(std::slice::from_ref(&untagged), &maybe), Recovery::Ambiguous(vec!["9".into()]));
+        // A tenant that may not adopt what it cannot prove its own is asked too.
+        let strict = find_order(std::slice::from_ref(&untagged), "tag", &plan, since, &none, false);
+        assert_eq!(strict, Recovery::Ambiguous(vec!["9".into()]));
         let mut twin = untagged.clone();
         twin.id = "10".into();
-        assert!(matches!(find_order(&[untagged, twin], "tag", &plan, since, &none), Recovery::Ambiguous(_)));
+        assert!(matches!(find(&[untagged.clone(), twin], &none), Recovery::Ambiguous(_)));
+        // A journaled order whose answer was lost (no id) is never "found".
+        let mut lost = tagged.clone();
+        lost.id = String::new();
+        assert_eq!(find(&[lost], &none), Recovery::NotFound);
+    }
+
+    #[test]
+    fn orders_for_the_same_need_that_nobody_surely_claims_are_doubtful() {
+        let plan = plan_for("alphassl", "a.example.com", &[]);
+        let order = |id: &str, cn: &str, pricelist: &str, item: u32| CertificateRow {
+            id: id.into(),
+            domain: cn.into(),
+            pricelist: Some(pricelist.into()),
+            item_status: Some(item),
+            ..Default::default()
+        };
+        let rows = [
+            order("1", "a.example.com", "55324", 1),
+            order("2", "A.EXAMPLE.COM", "55324", 2),
+            order("3", "a.example.com", "55324", 4),
+            order("4", "b.example.com", "55324", 2),
+            order("5", "a.example.com", "55325", 2),
+            order("6", "a.example.com", "55324", 5),
+            order("", "a.example.com", "55324", 1),
+        ];
+        let claimed = Claimed { surely: ["6".to_string()].into(), maybe: ["2".to_string()].into() };
+        assert_eq!(unclaimed_orders(&rows, &plan, &claimed), ["1", "2"]);
+    }
+
+    #[test]
+    fn the_budget_counts_each_order_once_from_the_list_and_the_statuses() {
+        let at =
+            |id: &str, date: &str| CertificateRow { id: id.into(), created: Some(date.into()), ..Default::default() };
+        let since = jiff::civil::date(2026, 11, 30);
+        let rows = [at("1", "2026-11-29"), at("2", "2026-11-30"), at("3", "2026-12-01"), at("", "2026-12-01")];
+        let recorded: BTreeSet<String> = ["3", "4"].map(String::from).into();
+        // 2, 3 from the list; 4 only recorded (not listed yet); one lost answer.
+        assert_eq!(orders_since(&rows, since, &recorded, 0), 4);
+        assert_eq!(orders_since(&rows, since, &recorded, 1), 4, "the lost answer is the attempt: counted once");
+        assert_eq!(orders_since(&rows, since, &recorded, 2), 5);
+        assert_eq!(orders_since(&[], since, &BTreeSet::new(), 0), 0);
     }
 
     fn cert(names: &[&str], key: &[u8], serial: &str, days_left: i64) -> CertInfo {

@@ -181,7 +181,7 @@ async fn verify(
     let e = match client.verify_access().await {
         Ok(()) => {
             shared.issuers.clear_refusal(&view.key);
-            let poller = shared.issuers.poller_for(&client);
+            let account = shared.issuers.account_for(&client);
             let message = ready_message(&client);
             let handle = IssuerHandle {
                 checked_at: std::time::Instant::now(),
@@ -189,7 +189,7 @@ async fn verify(
                 generation: view.generation,
                 secret_version,
                 client,
-                poller,
+                account,
             };
             shared.issuers.insert(view.key.clone(), handle);
             return Check { ready: true, reason: r::CREDENTIALS_VERIFIED, message, requeue: settings.issuer_recheck };

@@ -1,5 +1,5 @@
 //! Billing clients per issuer, built once and shared by every certificate of that issuer, with
-//! one list poller per billing account.
+//! one shared state per billing account (its list, its journal of orders, its order lock).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, ResourceExt};
 
-use super::poller::AccountPoller;
+use super::account::Account;
 use crate::billing::{BillingClient, Credentials};
 use crate::crd::{ClusterIspIssuer, IspIssuer, IssuerKind, IssuerSpec, IssuerStatus};
 
@@ -45,6 +45,15 @@ impl std::fmt::Display for IssuerKey {
     }
 }
 
+/// Who may use an issuer's account, and how.
+#[derive(Clone, Debug, Default)]
+pub struct Tenancy {
+    /// The namespaces whose certificates may use it; `None` for every one.
+    pub namespaces: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+    /// Whether its certificates may adopt orders they cannot prove their own.
+    pub allow_adoption: bool,
+}
+
 /// Either kind of issuer, as the certificate reconcile sees it.
 #[derive(Clone, Debug)]
 pub struct IssuerView {
@@ -53,6 +62,7 @@ pub struct IssuerView {
     pub generation: Option<i64>,
     pub spec: IssuerSpec,
     pub status: IssuerStatus,
+    pub tenancy: Tenancy,
 }
 
 impl From<&IspIssuer> for IssuerView {
@@ -63,6 +73,8 @@ impl From<&IspIssuer> for IssuerView {
             generation: i.metadata.generation,
             spec: i.spec.inner.clone(),
             status: i.status.clone().unwrap_or_default(),
+            // An IspIssuer serves its own namespace, whose orders its certificates may adopt.
+            tenancy: Tenancy { namespaces: None, allow_adoption: true },
         }
     }
 }
@@ -75,6 +87,10 @@ impl From<&ClusterIspIssuer> for IssuerView {
             generation: i.metadata.generation,
             spec: i.spec.inner.clone(),
             status: i.status.clone().unwrap_or_default(),
+            tenancy: Tenancy {
+                namespaces: i.spec.namespace_selector.clone(),
+                allow_adoption: i.spec.allow_order_adoption,
+            },
         }
     }
 }
@@ -159,7 +175,7 @@ pub struct IssuerHandle {
     pub generation: Option<i64>,
     pub secret_version: String,
     pub client: BillingClient,
-    pub poller: Arc<AccountPoller>,
+    pub account: Arc<Account>,
 }
 
 /// Credentials the billing refused.
@@ -175,7 +191,7 @@ pub struct Refusal {
 #[derive(Debug, Default)]
 pub struct IssuerRegistry {
     handles: Mutex<HashMap<IssuerKey, Arc<IssuerHandle>>>,
-    pollers: Mutex<HashMap<(String, String), Arc<AccountPoller>>>,
+    accounts: Mutex<HashMap<(String, String), Arc<Account>>>,
     /// Issuers whose credentials a certificate's call found refused since their last check:
     /// certificates wait for the issuer to check again instead of retrying wrong logins.
     suspects: Mutex<HashSet<IssuerKey>>,
@@ -185,18 +201,27 @@ pub struct IssuerRegistry {
     list_calls: prometheus_client::metrics::counter::Counter,
 }
 
+/// The opaque key of a billing account recorded beside an order id (`status.account`): the
+/// billing's URL and the login, hashed (the login is no secret, but need not be spread around).
+pub fn account_key(endpoint: &str, email: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{endpoint}\n{}", email.to_ascii_lowercase()).as_bytes());
+    hex::encode(&digest[..12])
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl IssuerRegistry {
-    /// The poller of a billing account; issuers sharing an account share it.
-    pub fn poller_for(&self, client: &BillingClient) -> Arc<AccountPoller> {
-        let key = (client.endpoint().to_string(), client.credentials().email().to_string());
-        lock(&self.pollers).entry(key).or_insert_with(|| Arc::new(AccountPoller::new(self.list_calls.clone()))).clone()
+    /// The state of a billing account; issuers sharing an account share it.
+    pub fn account_for(&self, client: &BillingClient) -> Arc<Account> {
+        let key = (client.endpoint().to_string(), client.credentials().email().to_ascii_lowercase());
+        let id = account_key(&key.0, &key.1);
+        lock(&self.accounts).entry(key).or_insert_with(|| Arc::new(Account::new(self.list_calls.clone(), id))).clone()
     }
 
-    /// A registry whose pollers count their list calls in `list_calls`.
+    /// A registry whose accounts count their list calls in `list_calls`.
     pub fn new(list_calls: prometheus_client::metrics::counter::Counter) -> Self {
         IssuerRegistry { list_calls, ..Default::default() }
     }

@@ -5,8 +5,10 @@
 //! Certificates are triggered by their own changes, by their issuers' changes, and by changes of
 //! the Secrets they own, which are watched by label and metadata only.
 
+pub mod account;
 pub mod backoff;
 pub mod certificate;
+pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod decide;
@@ -14,7 +16,6 @@ pub mod issuer;
 pub mod issuers;
 pub mod metrics;
 pub mod plan;
-pub mod poller;
 pub mod reasons;
 pub mod secrets;
 pub mod settings;
@@ -23,7 +24,7 @@ pub mod status;
 use std::sync::Arc;
 
 use futures::{FutureExt, Stream, StreamExt, future};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::ListParams;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -126,6 +127,8 @@ pub async fn run(
     let (recheck, _) = broadcast::channel(1024);
     let cluster_issuers =
         Controller::new(Api::<ClusterIspIssuer>::all(client.clone()), cluster_issuer_watch(&settings));
+    let (claims, claims_watch) = claims::Claims::watch(&client);
+    let (namespaces, namespaces_watch) = namespace_watch(&client);
     let shared = Arc::new(Shared {
         client: client.clone(),
         http: crate::billing::http_pool(settings.billing_timeout)?,
@@ -138,10 +141,16 @@ pub async fn run(
         backoff: Default::default(),
         recheck,
         cluster_issuers: cluster_issuers.store(),
+        claims,
+        namespaces,
         verified: Default::default(),
         settings: settings.clone(),
     });
-    let mut tasks = vec![cluster_issuer_task(cluster_issuers, &shared, &shutdown)];
+    let mut tasks = vec![
+        cluster_issuer_task(cluster_issuers, &shared, &shutdown),
+        until_stopped(claims_watch, &shutdown),
+        until_stopped(namespaces_watch, &shutdown),
+    ];
     for scope in scopes(&settings) {
         let (issuer_task, issuers) = issuer_task(&client, scope.as_deref(), &shared, &shutdown);
         tasks.push(issuer_task);
@@ -154,6 +163,32 @@ pub async fn run(
 }
 
 type Task = futures::future::BoxFuture<'static, ()>;
+
+/// A watch that runs until the operator stops.
+fn until_stopped(
+    watch: impl std::future::Future<Output = ()> + Send + 'static,
+    shutdown: &watch::Receiver<bool>,
+) -> Task {
+    let stop = stopped(shutdown.clone());
+    async move {
+        tokio::select! {
+            () = watch => {}
+            () = stop => {}
+        }
+    }
+    .boxed()
+}
+
+/// The metadata of every namespace (ClusterIspIssuers select namespaces by their labels), and the
+/// future that keeps it current.
+fn namespace_watch(
+    client: &kube::Client,
+) -> (reflector::Store<PartialObjectMeta<Namespace>>, impl std::future::Future<Output = ()> + Send + 'static) {
+    let (store, writer) = reflector::store::<PartialObjectMeta<Namespace>>();
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
+    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
+    (store, stream.default_backoff().for_each(|_| future::ready(())))
+}
 
 /// Resolves when `shutdown` turns true.
 async fn stopped(mut shutdown: watch::Receiver<bool>) {

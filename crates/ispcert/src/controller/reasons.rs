@@ -39,6 +39,14 @@ pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
 pub const ORDER_FAILED: &str = "OrderFailed";
 pub const ORDER_SUSPENDED: &str = "OrderSuspended";
 pub const CERTIFICATE_MISMATCH: &str = "CertificateMismatch";
+/// The account holds orders that may be the one wanted: a person adopts one or confirms another.
+pub const UNCLAIMED_ORDER_FOUND: &str = "UnclaimedOrderFound";
+/// The issuer's order budget allows no further order now.
+pub const ORDER_BUDGET_EXHAUSTED: &str = "OrderBudgetExhausted";
+/// A ClusterIspIssuer that does not serve the certificate's namespace.
+pub const ISSUER_NOT_ALLOWED: &str = "IssuerNotAllowed";
+/// The certificate's spec cannot be read by this version of the operator.
+pub const UNREADABLE_SPEC: &str = "UnreadableSpec";
 pub const DELETION_BLOCKED: &str = "DeletionBlocked";
 
 // Transient trouble.

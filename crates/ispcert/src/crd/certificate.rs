@@ -59,6 +59,7 @@ pub struct IspCertificateSpec {
     /// 200 days (CA/Browser Forum), so the operator reissues it for free within the period.
     #[serde(default = "default_period")]
     #[x_kube(validation = Rule::new("self == 12 || self == 24").message("period must be 12 or 24 months"))]
+    #[schemars(range(min = 12, max = 24))]
     pub period: u32,
 
     /// The main domain, for example `www.example.com` or `*.example.com` (wildcard products
@@ -154,7 +155,9 @@ pub enum IssuerKind {
 pub struct MultiDomainSpec {
     /// The `addon_<code>` of this product in your account's order form. Only needed for
     /// products whose code the catalog lacks; the catalog's own code wins otherwise.
-    #[schemars(range(min = 1))]
+    // Bounded to its Rust type at apply time: a larger number would fail to deserialise and,
+    // in a watch, stop the whole list for everyone.
+    #[schemars(range(min = 1, max = 4294967295u32))]
     pub addon_code: u32,
 }
 
@@ -211,6 +214,7 @@ pub struct PrivateKeySpec {
     pub algorithm: KeyAlgorithmSpec,
     /// RSA: 2048 (default) or 4096. ECDSA: 256 (default) or 384.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub size: Option<u32>,
     /// `Never` (default) keeps the key across reissues; `Always` makes a new key for each
     /// reissue.
@@ -297,7 +301,11 @@ pub struct OrderAttempt {
     /// Reads of the billing's list that did not show the order; it counts as never placed only
     /// after several, over the grace period.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
     pub misses: Option<u32>,
+    /// When the last list that missed the order was read; only a later list counts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
 }
 
 /// A free reissue in progress.
@@ -329,6 +337,11 @@ pub struct CertificateStatus {
     /// The billing's certificate id of this resource's order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,
+    /// The billing account of the order (until there is one, of the issuer), as an opaque key (a
+    /// hash of the billing's URL and the login): order ids are unique within one account only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub account: Option<String>,
     /// When the order was placed (or adopted).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordered_at: Option<Time>,
@@ -365,5 +378,6 @@ pub struct CertificateStatus {
     pub last_failure_time: Option<Time>,
     /// Failed attempts since the last success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
     pub failed_attempts: Option<u32>,
 }

@@ -43,6 +43,25 @@ pub struct IssuerSpec {
     /// Subject used by every certificate of this issuer unless the certificate overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<SubjectSpec>,
+
+    /// How many new orders (and subscription renewals) the certificates of this issuer may place
+    /// in any 24 hours, counted from the billing's own list and the certificates' statuses, so
+    /// that a restart does not reset it. `0` allows no new order. Default 10. A runaway (a GitOps
+    /// loop creating objects, a bug) stops here with a condition, a Warning event and the metric
+    /// `ispcert_order_budget_exhausted`, instead of spending the balance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 4294967295u32))]
+    pub order_budget: Option<u32>,
+}
+
+/// The default of [`IssuerSpec::order_budget`].
+pub const DEFAULT_ORDER_BUDGET: u32 = 10;
+
+impl IssuerSpec {
+    /// New orders allowed per 24 hours.
+    pub fn order_budget(&self) -> u32 {
+        self.order_budget.unwrap_or(DEFAULT_ORDER_BUDGET)
+    }
 }
 
 /// Where the billing login is stored.
@@ -209,7 +228,20 @@ pub struct IspIssuerSpec {
     printcolumn = r#"{"name":"URL","type":"string","jsonPath":".spec.url","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterIspIssuerSpec {
     #[serde(flatten)]
     pub inner: IssuerSpec,
+
+    /// Which namespaces' certificates may use this issuer (a label selector on namespaces).
+    /// Unset: every namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector>,
+
+    /// Whether certificates of other namespaces may adopt existing orders of this account
+    /// (`spec.orderId`, the `ispcert.dev/adopt-order` annotation, a retained Secret whose order
+    /// cannot be proven theirs). Default false: a tenant can never take over an order another
+    /// tenant bought.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_order_adoption: bool,
 }

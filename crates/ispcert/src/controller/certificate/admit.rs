@@ -4,7 +4,11 @@
 
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
+use kube::core::{Selector, SelectorExt};
 
 use super::flow::Stop;
 use super::run::Run;
@@ -18,6 +22,11 @@ use crate::crd::{CertificateStatus, IspCertificateSpec, IssuerKind};
 pub fn admit(run: &Run<'_>, status: &CertificateStatus) -> Result<(IssuerView, Plan), Stop> {
     let spec = &run.cert.spec;
     let issuer = run.ctx.issuer(&run.ns, &spec.issuer_ref).ok_or_else(|| issuer_missing(spec, &run.ns))?;
+    if let Some(selector) = &issuer.tenancy.namespaces
+        && !serves(selector, &run.ctx.namespace_labels(&run.ns))
+    {
+        return Err(not_served(&issuer, &run.ns));
+    }
     let plan = plan(spec, &issuer.spec).map_err(|problems| invalid_spec(&problems))?;
     if let Some(owner) = run.ctx.secret_owner(&run.ns, &plan.secret_name)
         && owner.uid().as_deref() != Some(run.uid.as_str())
@@ -44,9 +53,28 @@ fn issuer_missing(spec: &IspCertificateSpec, namespace: &str) -> Stop {
             "{:?} {}{place} does not exist; create it or fix spec.issuerRef. Nothing is ordered meanwhile",
             r.kind, r.name
         ),
-        Some(Duration::from_secs(300)),
+        None,
     )
+    .retrying()
     .keeping_ready()
+}
+
+/// Whether a namespace with `labels` matches a ClusterIspIssuer's namespace selector. A selector
+/// that cannot be read serves nobody.
+fn serves(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    Selector::try_from(selector.clone()).is_ok_and(|s| s.matches(labels))
+}
+
+fn not_served(issuer: &IssuerView, namespace: &str) -> Stop {
+    Stop::blocked(
+        r::ISSUER_NOT_ALLOWED,
+        format!(
+            "{} serves only namespaces matching its spec.namespaceSelector, and namespace {namespace} does not; ask its owner, or use an IspIssuer of this namespace. Nothing is ordered",
+            issuer.key
+        ),
+        None,
+    )
+    .retrying()
 }
 
 fn invalid_spec(problems: &[String]) -> Stop {

@@ -18,7 +18,8 @@ use super::{FINALIZER, SKIP_CLEANUP_ANNOTATION};
 use crate::billing::BillingError;
 use crate::controller::conditions;
 use crate::controller::context::{Context, Error, KubeResult};
-use crate::controller::issuers::IssuerHandle;
+use crate::controller::decide::{Recovery, find_order};
+use crate::controller::plan::plan;
 use crate::controller::reasons as r;
 use crate::controller::secrets::{key_secret_name, managed_for};
 use crate::controller::status;
@@ -133,26 +134,45 @@ async fn order_to_delete(cert: &IspCertificate, ctx: &Context) -> Result<Option<
         return Ok(status.order_id);
     };
     let what = "cannot look for the order of an interrupted attempt";
-    let handle = issuer_handle(cert, ctx).ok_or_else(|| format!("{what}: the issuer is not ready; fix it, or"))?;
+    let ns = cert.namespace().unwrap_or_default();
+    let issuer = ctx
+        .issuer(&ns, &cert.spec.issuer_ref)
+        .ok_or_else(|| format!("{what}: the issuer does not exist; restore it, or"))?;
+    let handle =
+        ctx.shared.issuers.get(&issuer).ok_or_else(|| format!("{what}: the issuer is not ready; fix it, or"))?;
     let snapshot = handle
-        .poller
-        .snapshot(&handle.client, Duration::ZERO)
+        .account
+        .snapshot(&handle.client, ctx.shared.settings.poll_interval)
         .await
         .map_err(|e| format!("{what}: {e}; retrying, or"))?;
-    let found = snapshot
-        .rows
-        .iter()
-        .find(|r| r.remote_id.as_deref() == Some(attempt.remote_id.as_str()) && r.item_status != Some(4))
-        .map(|r| r.id.clone());
-    if found.is_none() && crate::time::elapsed_since(attempt.started_at.0) < ctx.shared.settings.order_grace {
-        return Err("an order attempt's answer was lost; looking for that order before deleting; or".into());
+    let rows = handle.account.rows(&snapshot);
+    let claimed = ctx.claimed_orders(&cert.uid().unwrap_or_default(), handle.account.key());
+    // The same search as the order stage's: the tag, or the one order of the name and product
+    // since the attempt that nobody claims when the billing shows no tags.
+    let found = match plan(&cert.spec, &issuer.spec) {
+        Ok(plan) => {
+            let started = crate::time::utc_date(attempt.started_at.0);
+            let since = started.checked_sub(jiff::Span::new().days(1)).unwrap_or(started);
+            find_order(&rows, &attempt.remote_id, &plan, since, &claimed, issuer.tenancy.allow_adoption)
+        }
+        Err(_) => {
+            match rows.iter().find(|r| !r.id.is_empty() && r.remote_id.as_deref() == Some(attempt.remote_id.as_str())) {
+                Some(r) => Recovery::Found(r.id.clone()),
+                None => Recovery::NotFound,
+            }
+        }
+    };
+    match found {
+        Recovery::Found(id) => Ok(Some(id)),
+        Recovery::Ambiguous(ids) => Err(format!(
+            "an order attempt's answer was lost and orders {} all fit it; delete the right one in the billing panel, then",
+            ids.join(", ")
+        )),
+        Recovery::NotFound if crate::time::elapsed_since(attempt.started_at.0) < ctx.shared.settings.order_grace => {
+            Err("an order attempt's answer was lost; looking for that order before deleting; or".into())
+        }
+        Recovery::NotFound => Ok(None),
     }
-    Ok(found)
-}
-
-fn issuer_handle(cert: &IspCertificate, ctx: &Context) -> Option<std::sync::Arc<IssuerHandle>> {
-    let issuer = ctx.issuer(&cert.namespace().unwrap_or_default(), &cert.spec.issuer_ref)?;
-    ctx.shared.issuers.get(&issuer)
 }
 
 /// Deletes order `id` at the billing (one already gone counts as deleted), or says why not.
@@ -172,7 +192,7 @@ async fn delete_at_billing(cert: &IspCertificate, ctx: &Context, id: &str) -> Re
             info!(order = %id, "deleted at the billing");
             let note = format!("deleted certificate {id} at the billing");
             shared.event(cert, EventType::Normal, r::DELETED_AT_BILLING, "Delete", note).await;
-            handle.poller.invalidate();
+            handle.account.invalidate();
             Ok(())
         }
         Err(e) => Err(format!("deleting order {id} at the billing failed: {e}; retrying, or")),

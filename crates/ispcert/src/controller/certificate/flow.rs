@@ -97,6 +97,13 @@ impl Stop {
         Stop { ready: None, ..self }
     }
 
+    /// The same stop, looked at again after the per-certificate backoff: for a referenced object
+    /// that is missing, whose appearance may not wake the certificate (or may have been missed
+    /// while the operator started).
+    pub fn retrying(self) -> Self {
+        Stop { requeue: Requeue::Backoff, ..self }
+    }
+
     /// The same stop, with the certificate marked not Ready whatever it serves.
     pub fn not_ready(self) -> Self {
         Stop { ready: Some(false), ..self }

@@ -92,7 +92,7 @@ async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()>
         Flow::Stop(s) => return Flow::Stop(s),
     };
     let settings = &run.ctx.shared.settings;
-    let snapshot = match handle.poller.snapshot(&handle.client, settings.poll_interval).await {
+    let snapshot = match handle.account.snapshot(&handle.client, settings.poll_interval).await {
         Ok(s) => s,
         Err(e) => return Flow::Stop(run.billing_stop(order.issuer, e, "polling the billing")),
     };

@@ -18,10 +18,13 @@ use crate::crd::{CertificateStatus, IspCertificate, OrderAttempt, ReissueState};
 /// One thing a reconcile found out or decided about the certificate's status.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Change {
-    /// This resource's order is `id` (placed, recovered or adopted at `at`); any attempt is over.
-    Ordered { id: String, at: Timestamp },
-    /// A read of the billing's list missed the order of an interrupted attempt.
-    AttemptMissed { misses: u32 },
+    /// This resource's order is `id` on `account` (placed, recovered or adopted at `at`); any
+    /// attempt is over.
+    Ordered { id: String, at: Timestamp, account: String },
+    /// The account of an order recorded before accounts were.
+    Account(String),
+    /// A list read at `at` missed the order of an interrupted attempt.
+    AttemptMissed { misses: u32, at: Timestamp },
     /// The billing's answer to the attempt's order was lost: the order may exist.
     AttemptOutcomeUnknown,
     /// The attempt is over without an order (refused, or proven never placed).
@@ -49,14 +52,17 @@ pub struct Stored {
 /// Applies one change to a status. Pure.
 pub fn apply(status: &mut CertificateStatus, change: Change) {
     match change {
-        Change::Ordered { id, at } => {
+        Change::Ordered { id, at, account } => {
             status.order_id = Some(id);
+            status.account = Some(account);
             status.ordered_at = Some(Time(at));
             status.order_attempt = None;
         }
-        Change::AttemptMissed { misses } => {
+        Change::Account(account) => status.account = Some(account),
+        Change::AttemptMissed { misses, at } => {
             if let Some(a) = status.order_attempt.as_mut() {
                 a.misses = Some(misses);
+                a.checked_at = Some(Time(at));
             }
         }
         Change::AttemptOutcomeUnknown => {
@@ -154,6 +160,8 @@ impl Ledger {
         let base = fresh.status.clone().unwrap_or_default();
         let mut with_intent = base.clone();
         with_intent.order_attempt = Some(attempt);
+        // The attempt is on the account recorded by this run: others read it from here.
+        with_intent.account = self.status.account.clone().or(base.account.clone());
         let precondition = fresh.metadata.resource_version.as_deref();
         match status::write(&run.api, &run.name, &base, &with_intent, precondition).await {
             Ok(_) => {
@@ -188,6 +196,7 @@ mod tests {
             remote_id: "ispcert-tag".into(),
             outcome_unknown: None,
             misses: None,
+            checked_at: None,
         }
     }
 
@@ -197,16 +206,22 @@ mod tests {
         let base = CertificateStatus { order_attempt: Some(attempt()), ..Default::default() };
         let cases: Vec<(Change, CertificateStatus)> = vec![
             (
-                Change::Ordered { id: "42".into(), at: t },
-                CertificateStatus { order_id: Some("42".into()), ordered_at: Some(Time(t)), ..Default::default() },
-            ),
-            (
-                Change::AttemptMissed { misses: 2 },
+                Change::Ordered { id: "42".into(), at: t, account: "A".into() },
                 CertificateStatus {
-                    order_attempt: Some(OrderAttempt { misses: Some(2), ..attempt() }),
+                    order_id: Some("42".into()),
+                    account: Some("A".into()),
+                    ordered_at: Some(Time(t)),
                     ..Default::default()
                 },
             ),
+            (
+                Change::AttemptMissed { misses: 2, at: t },
+                CertificateStatus {
+                    order_attempt: Some(OrderAttempt { misses: Some(2), checked_at: Some(Time(t)), ..attempt() }),
+                    ..Default::default()
+                },
+            ),
+            (Change::Account("A".into()), CertificateStatus { account: Some("A".into()), ..base.clone() }),
             (
                 Change::AttemptOutcomeUnknown,
                 CertificateStatus {

@@ -10,6 +10,7 @@
 
 mod admit;
 mod cleanup;
+mod doubt;
 mod flow;
 mod follow;
 mod key;
@@ -30,6 +31,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{Instrument, debug, info, warn};
 
+pub use doubt::{ADOPT_ORDER_ANNOTATION, CONFIRM_NEW_ORDER_ANNOTATION};
 pub(crate) use flow::go;
 pub use flow::{Flow, Requeue, Stop};
 pub use ledger::{Change, Ledger};
@@ -60,6 +62,7 @@ pub async fn reconcile(cert: Arc<IspCertificate>, ctx: Arc<Context>) -> Result<A
 
 async fn reconcile_certificate(cert: Arc<IspCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let shared = &ctx.shared;
+    ctx.wait_synced().await?;
     shared.metrics.reconciles.get_or_create(&ControllerLabels { controller: "certificate".into() }).inc();
     if cert.metadata.deletion_timestamp.is_some() {
         return cleanup::on_delete(&cert, &ctx).await;

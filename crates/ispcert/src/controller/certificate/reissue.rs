@@ -64,7 +64,7 @@ pub async fn request(
             other => run.billing_stop(order.issuer, other, &what),
         }));
     }
-    handle.poller.invalidate();
+    handle.account.invalidate();
     run.ctx.shared.metrics.reissues.inc();
     ledger.record(Change::ReissueRequested(ReissueState {
         requested_at: Time(Timestamp::now()),

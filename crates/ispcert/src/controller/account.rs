@@ -1,0 +1,206 @@
+//! One billing account as the operator sees it: its certificate list, shared by every
+//! certificate of the account; the orders this process placed since the list was read; and the
+//! lock that makes "decide to order, then order" one step per account.
+//!
+//! The list is read once for everyone who needs it: reconciles asking for a list no older than
+//! the poll interval share the last one, and those needing one taken after a moment ("a list
+//! fetched since my order attempt") share the next fetch instead of each reading every page.
+//! Orders placed by this process are journaled, so that a decision made under the account's lock
+//! sees them even before the billing lists them; the journal forgets an order once a list read
+//! after it shows it.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::billing::{BillingClient, BillingError, CertificateRow};
+
+/// The account's certificate list at one moment.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// When the fetch began: every order placed before this is in it (if the billing lists it).
+    pub started: Timestamp,
+    taken: Instant,
+    pub rows: Vec<CertificateRow>,
+    by_id: HashMap<String, usize>,
+}
+
+impl Snapshot {
+    pub fn new(started: Timestamp, rows: Vec<CertificateRow>) -> Self {
+        let by_id = rows.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
+        Snapshot { started, taken: Instant::now(), rows, by_id }
+    }
+
+    pub fn row(&self, id: &str) -> Option<&CertificateRow> {
+        self.by_id.get(id).map(|&i| &self.rows[i])
+    }
+}
+
+/// An order this process placed (or whose answer it lost), as a list row would show it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Placed {
+    /// The billing's id, when its answer arrived.
+    pub id: Option<String>,
+    pub common_name: String,
+    pub pricelist: u32,
+    pub remote_id: String,
+    pub at: Timestamp,
+}
+
+/// How long a placed order is remembered at most, even if no list ever shows it.
+const JOURNAL_KEEP: SignedDuration = SignedDuration::from_hours(24);
+
+/// One account's shared state.
+#[derive(Debug, Default)]
+pub struct Account {
+    /// The last list; held while a list is fetched, so that waiters then find the fresh one.
+    cache: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// When the list last changed by our own doing (an order, a reissue, a deletion), in
+    /// microseconds: a snapshot fetched before that is not reused.
+    changed_at: AtomicI64,
+    journal: Mutex<Vec<Placed>>,
+    /// Held from the last look at the list before an order until the order is recorded.
+    ordering: tokio::sync::Mutex<()>,
+    /// List refreshes made (`ispcert_billing_list_calls_total`, shared by every account).
+    refreshes: Counter,
+    /// The account's key, recorded beside order ids (`status.account`).
+    key: String,
+}
+
+impl Account {
+    pub fn new(refreshes: Counter, key: String) -> Self {
+        Account { refreshes, key, ..Default::default() }
+    }
+
+    /// The account's key: order ids are unique within one account only.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// A snapshot no older than `max_age` (and not invalidated since).
+    pub async fn snapshot(&self, client: &BillingClient, max_age: Duration) -> Result<Arc<Snapshot>, BillingError> {
+        let mut cache = self.cache.lock().await;
+        let changed_at = self.changed_at.load(Ordering::SeqCst);
+        if let Some(s) =
+            cache.as_ref().filter(|s| s.taken.elapsed() < max_age && s.started.as_microsecond() > changed_at)
+        {
+            return Ok(s.clone());
+        }
+        self.fetch(client, &mut cache).await
+    }
+
+    /// A snapshot fetched at or after `since`: everyone waiting meanwhile shares one fetch.
+    pub async fn fresh_since(&self, client: &BillingClient, since: Timestamp) -> Result<Arc<Snapshot>, BillingError> {
+        let mut cache = self.cache.lock().await;
+        if let Some(s) = cache.as_ref().filter(|s| s.started >= since) {
+            return Ok(s.clone());
+        }
+        self.fetch(client, &mut cache).await
+    }
+
+    async fn fetch(
+        &self,
+        client: &BillingClient,
+        cache: &mut Option<Arc<Snapshot>>,
+    ) -> Result<Arc<Snapshot>, BillingError> {
+        let started = Timestamp::now();
+        let rows = client.list().await?;
+        self.refreshes.inc();
+        let fresh = Arc::new(Snapshot::new(started, rows));
+        self.forget_listed(&fresh);
+        *cache = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Marks the cached list stale, for example after an order or a reissue changed it: a list
+    /// fetched before now (even one being fetched) is not reused.
+    pub fn invalidate(&self) {
+        self.changed_at.fetch_max(Timestamp::now().as_microsecond(), Ordering::SeqCst);
+    }
+
+    /// The lock to hold from the last look at the list before an order until it is recorded.
+    pub async fn ordering(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.ordering.lock().await
+    }
+
+    /// Remembers an order placed (or attempted with its answer lost) by this process.
+    pub fn journal(&self, placed: Placed) {
+        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Timestamp::now();
+        j.retain(|p| now.duration_since(p.at) < JOURNAL_KEEP);
+        j.push(placed);
+    }
+
+    /// Journaled orders a list fetched after them shows are known to the billing: forgotten.
+    fn forget_listed(&self, snapshot: &Snapshot) {
+        let mut j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        j.retain(|p| p.at >= snapshot.started || p.id.as_deref().is_none_or(|id| snapshot.row(id).is_none()));
+    }
+
+    /// The rows decisions look at: the snapshot's, plus journaled orders it does not show yet
+    /// (as an ordered order would appear; one whose answer was lost has no id).
+    pub fn rows(&self, snapshot: &Snapshot) -> Vec<CertificateRow> {
+        let j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
+        let missing = j.iter().filter(|p| p.id.as_deref().is_none_or(|id| snapshot.row(id).is_none()));
+        let extra: Vec<CertificateRow> = missing
+            .map(|p| CertificateRow {
+                id: p.id.clone().unwrap_or_default(),
+                domain: p.common_name.clone(),
+                pricelist: Some(p.pricelist.to_string()),
+                created: Some(p.at.strftime("%Y-%m-%d").to_string()),
+                item_status: Some(1),
+                remote_id: Some(p.remote_id.clone()),
+                ..Default::default()
+            })
+            .collect();
+        snapshot.rows.iter().cloned().chain(extra).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str) -> CertificateRow {
+        CertificateRow { id: id.into(), domain: "a.example.com".into(), ..Default::default() }
+    }
+
+    fn placed(id: Option<&str>, at: Timestamp) -> Placed {
+        Placed {
+            id: id.map(String::from),
+            common_name: "b.example.com".into(),
+            pricelist: 3033,
+            remote_id: "t".into(),
+            at,
+        }
+    }
+
+    #[test]
+    fn journaled_orders_are_seen_until_a_later_list_shows_them() {
+        let account = Account::default();
+        let t0 = Timestamp::now();
+        let before = Snapshot::new(t0, vec![row("1")]);
+        account.journal(placed(Some("2"), t0 + SignedDuration::from_secs(1)));
+        account.journal(placed(None, t0 + SignedDuration::from_secs(2)));
+        let rows = account.rows(&before);
+        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["1", "2", ""]);
+        assert_eq!(rows[1].domain, "b.example.com");
+        assert_eq!(rows[1].item_status, Some(1));
+
+        // A list read after the orders shows order 2: it is forgotten; the lost one stays.
+        let after = Snapshot::new(t0 + SignedDuration::from_secs(5), vec![row("1"), row("2")]);
+        account.forget_listed(&after);
+        let rows = account.rows(&after);
+        assert_eq!(rows.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), ["1", "2", ""]);
+        assert_eq!(account.journal.lock().unwrap().len(), 1);
+
+        // A list read before an order does not make it forgotten, even if it shows its id.
+        account.journal(placed(Some("3"), t0 + SignedDuration::from_secs(9)));
+        account.forget_listed(&Snapshot::new(t0 + SignedDuration::from_secs(6), vec![row("3")]));
+        assert_eq!(account.journal.lock().unwrap().len(), 2);
+    }
+}
