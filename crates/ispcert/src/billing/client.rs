@@ -72,6 +72,24 @@ pub trait Observer: Send + Sync {
     fn observe(&self, function: &str, outcome: Outcome, elapsed: Duration);
 }
 
+/// An error and what caused it, outermost first. reqwest's own message ("error sending request")
+/// leaves out why; its causes say it: a refused connection, a name that does not resolve, a
+/// certificate that no CA in the bundle signed ("invalid peer certificate: UnknownIssuer").
+pub(crate) fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        // Some layers repeat their cause's text in their own.
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 /// A client of one billing account.
 #[derive(Clone)]
 pub struct BillingClient {
@@ -218,7 +236,7 @@ impl BillingClient {
         };
         // The URL holds no credentials, but the message is scrubbed anyway in case a proxy
         // echoes the form.
-        BillingError::transport(kind, e.without_url().to_string())
+        BillingError::transport(kind, with_causes(&e.without_url()))
     }
 
     /// Keeps billing-supplied text free of the credentials, then short.
@@ -362,6 +380,33 @@ fn elid_param(elid: &str) -> Result<(String, String), BillingError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn transport_errors_say_why() {
+        #[derive(Debug)]
+        struct Layer(&'static str, Option<std::io::Error>);
+        impl std::fmt::Display for Layer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for Layer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_ref().map(|e| e as _)
+            }
+        }
+        let tls = || std::io::Error::new(std::io::ErrorKind::InvalidData, "invalid peer certificate: UnknownIssuer");
+        assert_eq!(
+            with_causes(&Layer("error sending request", Some(tls()))),
+            "error sending request: invalid peer certificate: UnknownIssuer"
+        );
+        // A layer that already quotes its cause does not say it twice.
+        assert_eq!(
+            with_causes(&Layer("connect: invalid peer certificate: UnknownIssuer", Some(tls()))),
+            "connect: invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(with_causes(&Layer("timed out", None)), "timed out");
+    }
 
     #[test]
     fn endpoints_carry_no_credentials() {

@@ -9,6 +9,7 @@ pub mod download;
 mod error;
 mod request;
 
+pub(crate) use client::with_causes;
 pub use client::{BillingClient, DEFAULT_URL, Observer, Outcome, http_pool, parse_endpoint};
 pub use credentials::Credentials;
 pub use decode::{CertificateDetails, CertificateRow, Country};

@@ -46,7 +46,9 @@ fn client(args: &AccountArgs) -> Result<BillingClient, String> {
         return Err(format!("the password file {} is empty", args.password_file.display()));
     }
     let credentials = Credentials::new(args.email.trim(), password);
-    let http = http_pool(Duration::from_secs(args.timeout)).map_err(|e| format!("cannot set up HTTPS: {e}"))?;
+    // With the causes: "builder error" alone hides a missing CA bundle.
+    let http = http_pool(Duration::from_secs(args.timeout))
+        .map_err(|e| format!("cannot set up HTTPS: {}", crate::billing::with_causes(&e)))?;
     BillingClient::new(http, &args.url, credentials).map_err(|e| e.to_string())
 }
 

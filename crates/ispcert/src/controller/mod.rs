@@ -51,7 +51,8 @@ pub enum StartError {
     CrdsMissing(String),
     #[error("cannot reach the Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("cannot set up HTTPS for the billing: {0}")]
+    /// With the causes: reqwest's "builder error" alone hides a missing CA bundle.
+    #[error("cannot set up HTTPS for the billing: {}", crate::billing::with_causes(.0))]
     Http(#[from] reqwest::Error),
 }
 
