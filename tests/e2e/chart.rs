@@ -9,7 +9,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -57,9 +56,9 @@ async fn run(program: &Path, args: &[String], stdin: Option<&str>) -> Out {
     }
 }
 
-fn helm_home() -> &'static Path {
-    static HOME: OnceLock<tempfile::TempDir> = OnceLock::new();
-    HOME.get_or_init(|| tempfile::tempdir().unwrap()).path()
+/// helm's home for these tests, in cargo's scratch directory for this package's tests.
+fn helm_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("helm")
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
