@@ -1,7 +1,8 @@
 //! The Helm chart (`deploy/helm/ispcert`) and the static manifests (`deploy/manifests`): they lint
 //! and render with several value sets, their schema refuses typos, the rendered objects pass the
 //! real API server's strict server-side dry run and kubeconform's strict schema check, `helm
-//! install` creates every object, and the RBAC grants exactly what the operator calls: the
+//! install` creates every object, the alerts pass Prometheus's own rule checks, and the RBAC
+//! grants exactly what the operator calls: the
 //! operator, run as a process with nothing but the chart's ServiceAccount token and the chart's
 //! flags, issues a certificate; with `watchNamespaces` it can neither see nor read anything in
 //! other namespaces.
@@ -509,6 +510,36 @@ async fn chart_for_ha_spreads_replicas_and_monitors_them() {
     assert!(!rules.contains_key("IspcertSubscriptionEnding"));
 }
 
+/// Prometheus's own checks of rule files (`hack/go-tool promrules`, what `promtool check rules`
+/// runs): YAML shape, PromQL, durations, labels and annotation templates.
+async fn check_rules(rules: &Value) -> Out {
+    let file = tempfile::Builder::new().suffix(".yaml").tempfile().unwrap();
+    std::fs::write(file.path(), serde_yaml::to_string(rules).unwrap()).unwrap();
+    let script = ispcert_tests::repo_root().join("hack/go-tool");
+    run(&script, &["promrules".to_string(), file.path().display().to_string()], None).await
+}
+
+#[tokio::test]
+async fn alerts_pass_prometheus_rule_checks() {
+    let mut tuned = ha();
+    tuned["prometheus"]["prometheusRule"]["alerts"]["billingErrors"] = json!({"threshold": 2.5, "window": "1h"});
+    for values in [ha(), tuned] {
+        let objects = template("ispcert", "ispcert-system", &values).await;
+        let out = check_rules(&one(&objects, "PrometheusRule")["spec"]).await;
+        assert!(out.ok, "Prometheus refuses the chart's rules:\n{}{}", out.stdout, out.stderr);
+    }
+    // The check can fail: a broken expression and a broken template are refused.
+    let mut broken = ha();
+    broken["prometheus"]["prometheusRule"]["additionalRules"] = json!([
+        {"alert": "Broken", "expr": "sum(ispcert_leader", "for": "5m"},
+        {"alert": "BadTemplate", "expr": "ispcert_leader == 0", "annotations": {"summary": "{{ $labels.x }"}},
+    ]);
+    let objects = template("ispcert", "ispcert-system", &broken).await;
+    let out = check_rules(&one(&objects, "PrometheusRule")["spec"]).await;
+    assert!(!out.ok && out.stdout.contains("\"Broken\": could not parse expression"), "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("\"BadTemplate\": annotation \"summary\""), "{}", out.stdout);
+}
+
 #[tokio::test]
 async fn values_schema_refuses_typos_and_wrong_types() {
     for (values, complaint) in [
@@ -804,8 +835,8 @@ fn gvk(object: &Value) -> (String, String, String) {
 
 /// kubeconform's verdict on some files, with the schemas of `dir`.
 async fn kubeconform(dir: &Path, files: &[PathBuf]) -> (bool, Value) {
-    let script = ispcert_tests::repo_root().join("hack/kubeconform");
-    let mut args = strings(&["-strict", "-summary", "-output", "json", "-kubernetes-version", "1.36.3"]);
+    let script = ispcert_tests::repo_root().join("hack/go-tool");
+    let mut args = strings(&["kubeconform", "-strict", "-summary", "-output", "json", "-kubernetes-version", "1.36.3"]);
     args.push("-schema-location".into());
     args.push(format!("{}/{SCHEMA_LOCATION}", dir.display()));
     args.extend(files.iter().map(|f| f.display().to_string()));
