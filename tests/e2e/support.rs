@@ -50,8 +50,14 @@ impl Env {
 
     /// The namespace and the simulator; the test runs operators of its own.
     pub async fn without_operator(prefix: &str, config: SimConfig) -> Env {
-        capture_logs();
         let cp = ispcert_tests::control_plane().await.expect("the shared control plane starts");
+        Env::on(cp, prefix, config).await
+    }
+
+    /// The namespace and the simulator on a given control plane (one a test started for itself,
+    /// because what it installs is cluster-wide); the test runs operators of its own.
+    pub async fn on(cp: &ispcert_testbed::ControlPlane, prefix: &str, config: SimConfig) -> Env {
+        capture_logs();
         let client = cp.client().await.expect("a client for the control plane");
         let ns = cp.create_namespace(prefix).await.expect("a namespace");
         let sim = sim::start(config, "127.0.0.1:0".parse::<SocketAddr>().unwrap()).await.expect("the simulator starts");
