@@ -313,3 +313,22 @@ func read(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// A status default of observedGeneration 0 in the CRDs (proposed in docs/gitops.md) makes a new
+// object InProgress for kstatus; the scripts read it as no report yet.
+func TestStatusDefaultProposal(t *testing.T) {
+	for name, want := range map[string]Health{
+		"certificate-new.yaml":   progressing(firstWait),
+		"issuer-new.yaml":        progressing("waiting for the operator to check the credentials"),
+		"clusterissuer-new.yaml": progressing("waiting for the operator to check the credentials"),
+	} {
+		obj := load(t, name).DeepCopy()
+		obj.Object["status"] = map[string]any{"observedGeneration": int64(0)}
+		if got, err := ArgoCD(scriptFor(t, obj), obj); err != nil || got != want {
+			t.Errorf("%s with the status default: Argo CD shows %s (%v), want %s", name, got, err, want)
+		}
+		if res, err := Kstatus(obj); err != nil || res.Status != inProgress {
+			t.Errorf("%s with the status default: kstatus says %v (%v), want InProgress", name, res, err)
+		}
+	}
+}

@@ -38,8 +38,9 @@ local function words(c)
   return c.reason or c.type
 end
 
+-- observedGeneration 0 is no report at all (what a status default in the CRD would read).
 local observed = status.observedGeneration
-if generation ~= nil and observed ~= nil and observed < generation then
+if generation ~= nil and observed ~= nil and observed > 0 and observed < generation then
   return health("Progressing", "the operator has not acted on generation " .. generation .. " yet (it last acted on "
     .. observed .. ")")
 end
