@@ -193,6 +193,8 @@ const WATCHED: Rules = &[
 const CLUSTER: Rules = &[
     ("ispcert.dev", "clusterispissuers", &["get", "list", "watch"]),
     ("ispcert.dev", "clusterispissuers/status", &["patch"]),
+    ("ispcert.dev", "ispcertificates", &["list", "watch"]),
+    ("", "namespaces", &["list", "watch"]),
 ];
 /// In the operator's namespace: the Lease and the ClusterIspIssuers' credentials.
 const OPERATOR: Rules = &[
@@ -1202,7 +1204,11 @@ async fn with_watch_namespaces_the_operator_sees_only_those() {
     assert!(can_i(admin, &sa, &["get", "secrets", "-n", &env.ns]).await, "it reads Secrets in a watched namespace");
     assert!(can_i(admin, &sa, &["list", "secrets", "-n", &second]).await);
     assert!(!can_i(admin, &sa, &["get", "secrets", "-n", &other]).await, "no Secret of another namespace");
-    assert!(!can_i(admin, &sa, &["list", "ispcertificates", "-n", &other]).await);
+    // Which order each certificate claims is read everywhere (read-only); nothing else of theirs.
+    assert!(can_i(admin, &sa, &["list", "ispcertificates", "-n", &other]).await);
+    assert!(!can_i(admin, &sa, &["get", "ispcertificates", "-n", &other]).await);
+    assert!(!can_i(admin, &sa, &["patch", "ispcertificates", "-n", &other]).await);
+    assert!(!can_i(admin, &sa, &["list", "ispissuers", "-n", &other]).await);
     assert!(!can_i(admin, &sa, &["list", "secrets", "--all-namespaces"]).await);
     assert!(can_i(admin, &sa, &["get", "secrets", "-n", &operator_ns]).await, "ClusterIspIssuer credentials");
     assert!(!can_i(admin, &sa, &["list", "secrets", "-n", &operator_ns]).await, "only get in its own namespace");

@@ -19,6 +19,15 @@ Every verb here is one the operator calls; the README says which call needs it.
 - apiGroups: ["ispcert.dev"]
   resources: ["clusterispissuers/status"]
   verbs: ["patch"]
+# Which order each certificate claims, in every namespace whatever the watch scope: an order
+# another namespace holds is never adopted or deleted (read-only).
+- apiGroups: ["ispcert.dev"]
+  resources: ["ispcertificates"]
+  verbs: ["list", "watch"]
+# Namespace labels, for a ClusterIspIssuer's namespaceSelector (metadata only).
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
 {{- end }}
 
 {{- define "ispcert.rbac.watched" -}}
