@@ -12,7 +12,7 @@ use tracing::warn;
 use super::run::Run;
 use super::settle::Note;
 use crate::controller::context::{Error, KubeResult};
-use crate::controller::status;
+use crate::controller::{conditions, reasons as r, status};
 use crate::crd::{CertificateStatus, IspCertificate, OrderAttempt, ReissueState};
 
 /// One thing a reconcile found out or decided about the certificate's status.
@@ -162,6 +162,13 @@ impl Ledger {
         with_intent.order_attempt = Some(attempt);
         // The attempt is on the account recorded by this run: others read it from here.
         with_intent.account = self.status.account.clone().or(base.account.clone());
+        // What an earlier run said (Stalled by a missing issuer, say) no longer holds from here.
+        let (generation, now) = (fresh.metadata.generation, attempt_started(&with_intent));
+        with_intent.observed_generation = generation;
+        for (type_, holds) in [(r::READY, false), (r::ISSUING, true), (r::STALLED, false)] {
+            let message = if type_ == r::STALLED { "" } else { ORDERING_MESSAGE };
+            conditions::set(&mut with_intent.conditions, type_, holds, r::ORDERING, message, generation, now);
+        }
         let precondition = fresh.metadata.resource_version.as_deref();
         match status::write(&run.api, &run.name, &base, &with_intent, precondition).await {
             Ok(_) => {
@@ -178,6 +185,13 @@ impl Ledger {
     pub fn into_parts(self) -> (CertificateStatus, CertificateStatus, Vec<Note>) {
         (self.status, self.written, self.events)
     }
+}
+
+/// What the conditions say while the order is placed.
+const ORDERING_MESSAGE: &str = "placing the order at the billing";
+
+fn attempt_started(status: &CertificateStatus) -> Timestamp {
+    status.order_attempt.as_ref().map_or_else(Timestamp::now, |a| a.started_at.0)
 }
 
 #[cfg(test)]

@@ -378,9 +378,21 @@ fn up_to_the_intent(cert: &IspCertificate) -> Vec<Call> {
 }
 
 /// The intent: the attempt with our tag, conditional on the resourceVersion read fresh.
+/// Its conditions say that the order is being placed, whatever an earlier run said.
 fn intent(tag: &str, account: &str) -> Value {
+    let placing = "placing the order at the billing";
+    let condition = |type_: &str, status: &str, message: &str| {
+        json!({"type": type_, "status": status, "reason": "Ordering", "message": message,
+               "observedGeneration": 1, "lastTransitionTime": "<time>"})
+    };
+    let conditions = [
+        condition("Ready", "False", placing),
+        condition("Issuing", "True", placing),
+        condition("Stalled", "False", ""),
+    ];
     json!({"metadata": {"resourceVersion": "10"},
-           "status": {"account": account, "orderAttempt": {"startedAt": "<time>", "remoteId": tag}}})
+           "status": {"account": account, "conditions": conditions, "observedGeneration": 1,
+                      "orderAttempt": {"startedAt": "<time>", "remoteId": tag}}})
 }
 
 #[tokio::test]
@@ -420,7 +432,8 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
     let order_id = json!({"status": {"orderId": "3100001", "orderedAt": "<time>", "orderAttempt": null}});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(order_id), json!(cert)));
     // Then the order is followed in the account's list: not issued yet, so the certificate waits,
-    // and the one status patch of the outcome sends only what changed.
+    // and the one status patch of the outcome sends only what changed (the intent set
+    // observedGeneration already).
     let pending = "order 3100001 is Requested from the certificate authority at the billing";
     let condition = |type_: &str, status: &str| {
         json!({"type": type_, "status": status, "reason": "Pending", "message": pending,
@@ -428,7 +441,7 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
     };
     let outcome = json!({"status": {
         "conditions": [condition("Ready", "False"), condition("Issuing", "True"), not_stalled("Pending", 1)],
-        "observedGeneration": 1, "orderState": "ordered/requested", "subscriptionEnd": "<time>",
+        "orderState": "ordered/requested", "subscriptionEnd": "<time>",
     }});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(outcome), json!(cert)));
     calls.push(event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"));
