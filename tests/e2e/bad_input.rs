@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use crate::support::*;
@@ -198,4 +199,124 @@ async fn problems_only_the_operator_can_see() {
     env.wait_event("second", "Warning", "SecretInUse").await;
     verify_tls_secret(&env.secrets().get("shared-tls").await.unwrap(), &["one.example.com"]);
     assert_eq!(env.orders().await, 1, "only the first certificate was ordered");
+}
+
+/// An integer one past what the operator's types hold is refused at apply time; the largest
+/// accepted values are read and reconciled, and certificates beside them go on.
+#[tokio::test]
+async fn the_largest_accepted_values_are_read_and_one_more_is_refused() {
+    let mut env = Env::new("bad-extreme").await;
+    env.credentials("billing-credentials", EMAIL, PASSWORD).await;
+    let issuer = with(env.issuer_spec("billing-credentials"), json!({"orderBudget": u32::MAX}));
+    env.apply_issuer("billing", issuer).await.expect("the largest order budget is accepted");
+    env.wait_issuer("billing", |s| is(&s.conditions, "Ready", "True")).await;
+    let mut too_big = env.issuer_spec("billing-credentials");
+    too_big["orderBudget"] = json!(u64::from(u32::MAX) + 1);
+    assert!(env.apply_issuer("too-big", too_big).await.is_err(), "an order budget past u32 is refused");
+
+    let multi = || {
+        json!({"issuerRef": {"name": "billing"}, "product": "globalsign-domainssl",
+               "commonName": "a.example.com", "altNames": ["b.example.com"], "secretName": "extreme-tls",
+               "approverMailbox": "admin"})
+    };
+    let extreme = with(
+        multi(),
+        json!({"period": 24, "multiDomain": {"addonCode": u32::MAX},
+               "privateKey": {"algorithm": "RSA", "size": 4096}}),
+    );
+    let mut one_more = multi();
+    one_more["multiDomain"] = json!({"addonCode": u64::from(u32::MAX) + 1});
+    // Applied as JSON: no client type could even hold it.
+    match env.apply_certificate("one-more", one_more).await {
+        Err(kube::Error::Api(s)) => assert!(s.code == 422 && s.message.contains("spec.multiDomain.addonCode"), "{s:?}"),
+        other => panic!("an addonCode past u32 is refused at apply time, not {other:?}"),
+    }
+    env.apply_certificate("extreme", extreme).await.expect("the largest values are accepted");
+    env.apply_certificate("beside", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    // A status anyone with the status subresource could write, at the largest values too.
+    env.apply_certificate(
+        "stuck",
+        with(cert_spec("alphassl", "x.example.com", "x-tls"), json!({"issuerRef": {"name": "nobody"}})),
+    )
+    .await
+    .unwrap();
+    env.wait_reason("stuck", "Ready", "False", "IssuerNotFound").await;
+    // Written while the operator is away, so that no reconcile in flight writes over it.
+    env.stop_operator().await;
+    let patch = json!({"status": {"failedAttempts": u32::MAX}});
+    env.certificates().patch_status("stuck", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    env.start_operator().await;
+
+    env.wait_ready("beside").await;
+    let extreme = env.wait_ready("extreme").await;
+    assert_eq!(extreme.spec.multi_domain.unwrap().addon_code, u32::MAX);
+    verify_tls_secret(&env.secrets().get("extreme-tls").await.unwrap(), &["a.example.com", "b.example.com"]);
+    // The stuck one is looked at again (with backoff) and its count saturates instead of wrapping.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stuck = env.certificates().get("stuck").await.expect("still readable").status.unwrap();
+    assert_eq!(stuck.failed_attempts, Some(u32::MAX));
+    assert_eq!(env.orders().await, 2);
+}
+
+/// An object stored under an older, looser CRD with a value the operator cannot hold: reported
+/// (a Stalled condition and a Warning event naming the field, a metric), left alone, and the
+/// certificates beside it go on; fixed, it is reconciled.
+#[tokio::test]
+async fn a_certificate_the_operator_cannot_read_is_reported_and_the_others_go_on() {
+    // A control plane of its own: its CRD has no upper bounds, as an older version's had.
+    let crds = tempfile::tempdir().unwrap();
+    let ours = std::fs::read_to_string(ispcert_tests::repo_root().join("crds/crds.yaml")).unwrap();
+    let loose: String =
+        ours.lines().filter(|l| !l.trim_start().starts_with("maximum:")).map(|l| format!("{l}\n")).collect();
+    assert_ne!(loose, ours);
+    std::fs::write(crds.path().join("crds.yaml"), loose).unwrap();
+    let cp = ispcert_testbed::ControlPlane::start(ispcert_testbed::Options {
+        bin_script: Some(ispcert_tests::bin_script()),
+        crd_dirs: vec![crds.path().to_path_buf()],
+        ..ispcert_testbed::Options::default()
+    })
+    .await
+    .expect("a control plane with the loose CRD");
+    let mut env = Env::on(&cp, "unreadable", Env::default_sim()).await;
+    env.start_operator().await;
+    env.ready_issuer().await;
+
+    let bad_spec = |addon: u64| {
+        json!({"issuerRef": {"name": "billing"}, "product": "globalsign-domainssl", "commonName": "a.example.com",
+               "altNames": ["b.example.com"], "secretName": "bad-tls", "approverMailbox": "admin",
+               "multiDomain": {"addonCode": addon}})
+    };
+    let raw = kube::api::ApiResource::erase::<ispcert::crd::IspCertificate>(&());
+    let dynamic: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(env.client.clone(), &env.ns, &raw);
+    let apply = |name: &str, spec: Value| {
+        let obj = json!({"apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificate",
+                         "metadata": {"name": name, "namespace": env.ns}, "spec": spec});
+        let (api, name) = (dynamic.clone(), name.to_string());
+        async move { api.patch(&name, &PatchParams::apply("e2e").force(), &Patch::Apply(&obj)).await.unwrap() }
+    };
+    apply("bad", bad_spec(5_000_000_000)).await;
+    env.apply_certificate("good", cert_spec("alphassl", "www.example.com", "www-tls")).await.unwrap();
+    env.wait_ready("good").await;
+
+    let note = env.wait_event("bad", "Warning", "UnreadableSpec").await;
+    assert!(note.contains("spec.multiDomain.addonCode") && note.contains("5000000000"), "{note}");
+    let stalled = loop {
+        let status = dynamic.get("bad").await.unwrap().data["status"].clone();
+        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+        if let Some(c) = conditions.iter().find(|c| c["type"] == "Stalled" && c["status"] == "True") {
+            break c.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(stalled["reason"], "UnreadableSpec");
+    let series =
+        format!("ispcert_unreadable_objects{{kind=\"IspCertificate\",namespace=\"{}\",name=\"bad\"}} 1", env.ns);
+    assert!(env.metrics.encode().contains(&series), "{}", env.metrics.encode());
+    assert_eq!(env.orders().await, 1, "only the readable certificate was ordered");
+
+    // Fixed, it is read, reconciled, and no longer reported.
+    apply("bad", bad_spec(1)).await;
+    env.wait_ready("bad").await;
+    assert!(!env.metrics.encode().contains("ispcert_unreadable_objects{"), "{}", env.metrics.encode());
+    assert_eq!(env.orders().await, 2);
 }

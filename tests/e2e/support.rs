@@ -34,6 +34,8 @@ pub struct Env {
     pub admin: AdminClient,
     operator: Option<(watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
     pub settings: Settings,
+    /// The in-process operator's metrics (kept across its restarts, as counters of one process).
+    pub metrics: Metrics,
 }
 
 impl Env {
@@ -66,7 +68,7 @@ impl Env {
         settings.namespaces = vec![ns.clone()];
         settings.operator_namespace = ns.clone();
         settings.cluster_issuer_selector = Some(format!("ispcert.dev/test={ns}"));
-        Env { ns, client, sim, admin, operator: None, settings }
+        Env { ns, client, sim, admin, operator: None, settings, metrics: Metrics::default() }
     }
 
     /// The default simulator: one well-funded account, certificates issued after a second.
@@ -82,9 +84,9 @@ impl Env {
         assert!(self.operator.is_none(), "the operator runs already");
         let (tx, rx) = watch::channel(false);
         let client = self.client.clone();
-        let settings = self.settings.clone();
+        let (settings, metrics) = (self.settings.clone(), self.metrics.clone());
         let task = tokio::spawn(async move {
-            controller::run(client, settings, Metrics::default(), rx).await.expect("the operator runs");
+            controller::run(client, settings, metrics, rx).await.expect("the operator runs");
         });
         self.operator = Some((tx, task));
     }

@@ -117,6 +117,18 @@ impl Shared {
     where
         K: Resource<DynamicType = ()>,
     {
+        self.event_on(&obj.object_ref(&()), type_, reason, action, note).await;
+    }
+
+    /// An event about the object `reference` points at.
+    pub async fn event_on(
+        &self,
+        reference: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let event = Event {
             type_,
             reason: reason.to_string(),
@@ -125,7 +137,7 @@ impl Shared {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, reference).await {
             warn!(error = %e, reason, "could not publish event");
         }
     }

@@ -64,6 +64,20 @@ pub struct IssuerLabels {
     pub issuer_name: String,
 }
 
+/// An object the operator cannot read.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UnreadableLabels {
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl UnreadableLabels {
+    pub fn certificate(namespace: &str, name: &str) -> Self {
+        UnreadableLabels { kind: "IspCertificate".into(), namespace: namespace.into(), name: name.into() }
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
@@ -119,6 +133,8 @@ pub struct Metrics {
     pub prolongs: Family<OutcomeLabels, Counter>,
     pub budget_exhausted: Family<IssuerLabels, Gauge>,
     pub list_calls: Counter,
+    /// 1 for each object whose stored form the operator cannot read (left alone meanwhile).
+    pub unreadable: Family<UnreadableLabels, Gauge>,
     /// 1 while this replica holds the leader Lease (or runs without election).
     pub leader: Gauge,
 }
@@ -142,6 +158,7 @@ impl Default for Metrics {
             prolongs: Family::default(),
             budget_exhausted: Family::default(),
             list_calls: Counter::default(),
+            unreadable: Family::default(),
             leader: Gauge::default(),
         };
         let r = &mut registry;
@@ -183,6 +200,11 @@ impl Default for Metrics {
             m.budget_exhausted.clone(),
         );
         r.register("billing_list_calls", "Certificate list refreshes (batched polling)", m.list_calls.clone());
+        r.register(
+            "unreadable_objects",
+            "1 for each object the operator cannot read (a Warning event names the field)",
+            m.unreadable.clone(),
+        );
         r.register("leader", "1 while this replica holds the leader Lease", m.leader.clone());
         Metrics { registry: Arc::new(registry), ..m }
     }

@@ -20,12 +20,13 @@ pub mod reasons;
 pub mod secrets;
 pub mod settings;
 pub mod status;
+pub mod unreadable;
 
 use std::sync::Arc;
 
 use futures::{FutureExt, Stream, StreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::ListParams;
+use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
@@ -256,8 +257,22 @@ fn certificate_task(
     // instead of after its backoff): only changes of the spec (generation), the annotations (the
     // clean-up way out) and the finalizers wake a certificate up; deletion bumps the generation.
     let (cert_store, cert_writer) = reflector::store::<IspCertificate>();
-    let cert_events = watcher(api_in::<IspCertificate>(client, scope), watcher::Config::default())
+    // Raw objects, typed one by one: one that cannot be read must not stop the list (see
+    // `unreadable`).
+    let reader = unreadable::Reader::new(shared.clone(), cert_store.clone());
+    let raw = ApiResource::erase::<IspCertificate>(&());
+    let raw_api: Api<DynamicObject> = match scope {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &raw),
+        None => Api::all_with(client.clone(), &raw),
+    };
+    let cert_events = watcher(raw_api, watcher::Config::default())
         .default_backoff()
+        .filter_map(move |event| {
+            future::ready(match event {
+                Ok(e) => reader.event(e).map(Ok),
+                Err(e) => Some(Err(e)),
+            })
+        })
         .reflect(cert_writer)
         .applied_objects()
         .predicate_filter(
