@@ -10,6 +10,7 @@ mod deletion;
 mod healing;
 mod metrics;
 mod modes;
+mod money;
 mod no_secrets;
 mod replicas;
 mod support;

@@ -174,6 +174,15 @@ impl Env {
         self.certificates().delete(name, &DeleteParams::default()).await.expect("the delete is accepted");
     }
 
+    /// Waits until the certificate is gone from the API server.
+    pub async fn wait_gone(&self, name: &str) {
+        let start = Instant::now();
+        while self.certificates().get_opt(name).await.expect("the certificate is read").is_some() {
+            assert!(start.elapsed() < WAIT, "certificate {name} was not deleted");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn wait_issuer(&self, name: &str, ok: impl Fn(&ispcert::crd::IssuerStatus) -> bool) -> IspIssuer {
         let start = Instant::now();
         loop {
