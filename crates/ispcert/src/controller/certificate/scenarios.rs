@@ -198,6 +198,11 @@ fn secret_meta() -> PartialObjectMeta<Secret> {
 
 /// The shared state and caches of one reconcile, with `issuers` in the issuer cache.
 fn context(cert: &IspCertificate, issuers: Vec<IspIssuer>) -> (Arc<Context>, Handle) {
+    context_with(cert, filled(issuers))
+}
+
+/// The same, with an issuer cache the scenario fills itself.
+fn context_with(cert: &IspCertificate, issuer_store: reflector::Store<IspIssuer>) -> (Arc<Context>, Handle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = kube::Client::new(service, "ns");
     let cluster_issuers = filled::<ClusterIspIssuer>(vec![]);
@@ -222,7 +227,7 @@ fn context(cert: &IspCertificate, issuers: Vec<IspIssuer>) -> (Arc<Context>, Han
         ]),
         verified: Default::default(),
     });
-    let (certificates, issuer_store) = (filled(vec![cert.clone()]), filled(issuers));
+    let certificates = filled(vec![cert.clone()]);
     let secrets = filled(vec![secret_meta()]);
     // The Secret is at the version this process last wrote.
     shared.remember_version("ns/www-tls", "77".into());
@@ -492,4 +497,100 @@ async fn a_changed_spec_first_reads_whose_secret_it_is_then_waits_for_its_issuer
         event("IssuerNotReady", "Normal", waiting),
     ];
     run(cert, ctx, handle, calls).await;
+}
+
+/// The status patch and event of a reconcile that stopped before ordering with `message`, after
+/// making the key.
+fn stopped_before_ordering(cert: &IspCertificate, account: &str, message: &str) -> Vec<Call> {
+    let condition = |type_: &str, status: &str| {
+        json!({"type": type_, "status": status, "reason": "Ordering", "message": message,
+               "observedGeneration": 1, "lastTransitionTime": "<time>"})
+    };
+    let status = json!({"status": {
+        "account": account,
+        "conditions": [condition("Ready", "False"), condition("Issuing", "True"), not_stalled("Ordering", 1)],
+        "observedGeneration": 1,
+    }});
+    vec![
+        call(Method::PATCH, format!("{CERTS}/www/status"), Some(status), json!(cert)),
+        event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"),
+        event("Ordering", "Normal", message),
+    ]
+}
+
+/// Issue 9, defect 3: the cache showed a live certificate, but the fresh read shows its deletion
+/// begun (while its key was made): nothing is ordered, so nothing is bought to be deleted.
+#[tokio::test]
+async fn a_deletion_seen_in_the_fresh_read_orders_nothing() {
+    let (sim, cert, ctx, handle, _) = about_to_order().await;
+    let account = ctx_account(&ctx);
+    let mut deleting = json!(cert);
+    deleting["metadata"]["deletionTimestamp"] = json!("2026-12-01T00:00:00Z");
+    deleting["metadata"]["finalizers"] = json!(["other.example.com/keep"]);
+    let mut calls = up_to_the_intent(&cert);
+    if let Some(fresh) = calls.last_mut() {
+        fresh.answer = deleting;
+    }
+    calls.extend(stopped_before_ordering(&cert, &account, "the certificate is being deleted; nothing is ordered"));
+    let action = run(cert, ctx, handle, calls).await;
+    assert!(action.contains("requeue_after: Some(1s)"), "{action}");
+    assert_eq!(sim.admin().stats().await.unwrap().account(EMAIL).orders, 0);
+}
+
+/// Issue 9, defect 7: the fresh read shows an attempt the cache does not have yet (the watch
+/// lags). The reconcile stops without ordering and looks again after a second, not at once: a
+/// broken watch makes no hot loop of reads and patches.
+#[tokio::test]
+async fn an_attempt_only_the_fresh_read_shows_is_waited_for_without_a_hot_loop() {
+    let (sim, cert, ctx, handle, tag) = about_to_order().await;
+    let account = ctx_account(&ctx);
+    let mut lagging = json!(cert);
+    lagging["status"] = json!({"orderAttempt": {"startedAt": "2026-12-01T00:00:00Z", "remoteId": tag}});
+    let mut calls = up_to_the_intent(&cert);
+    if let Some(fresh) = calls.last_mut() {
+        fresh.answer = lagging;
+    }
+    calls.extend(stopped_before_ordering(&cert, &account, "the order is already under way"));
+    let action = run(cert, ctx, handle, calls).await;
+    assert!(action.contains("requeue_after: Some(1s)"), "{action}");
+    assert_eq!(sim.admin().stats().await.unwrap().account(EMAIL).orders, 0);
+}
+
+/// Issue 9, defect 10: a reconcile that starts before the issuer cache has its first list waits
+/// for it, and then sees the issuer (here: waiting for its credentials check), instead of calling
+/// it missing and waiting for a change that never comes.
+#[tokio::test]
+async fn a_reconcile_waits_for_the_issuer_cache_before_calling_the_issuer_missing() {
+    let cert = certificate(json!({}), "Retain");
+    let mut writer: Writer<IspIssuer> = Writer::default();
+    let (ctx, handle) = context_with(&cert, writer.as_reader());
+    let fill = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitApply(issuer()));
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        writer
+    });
+    let key_secret =
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "www-ispcert-key", "namespace": "ns"}});
+    let waiting = "waiting for IspIssuer ns/billing to pass its credentials check";
+    let condition = |type_: &str, status: &str| {
+        json!({"type": type_, "status": status, "reason": "IssuerNotReady", "message": waiting,
+               "observedGeneration": 1, "lastTransitionTime": "<time>"})
+    };
+    let status = json!({"status": {
+        "conditions": [condition("Ready", "False"), condition("Issuing", "True"), not_stalled("IssuerNotReady", 1)],
+        "observedGeneration": 1,
+    }});
+    let calls = vec![
+        not_found(format!("{SECRETS}/www-tls")),
+        not_found(format!("{SECRETS}/www-ispcert-key")),
+        call(Method::POST, SECRETS, None, key_secret),
+        call(Method::PATCH, format!("{CERTS}/www/status"), Some(status), json!(cert)),
+        event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"),
+        event("IssuerNotReady", "Normal", waiting),
+    ];
+    run(cert, ctx, handle, calls).await;
+    // The writer lives until the reconcile is done, as the watch's would.
+    drop(fill.await);
 }
