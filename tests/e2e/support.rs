@@ -395,6 +395,11 @@ impl Drop for OperatorProcess {
 impl OperatorProcess {
     /// Starts `ispcert controller` as replica `name` with test-speed intervals.
     pub fn start(env: &Env, kubeconfig: &std::path::Path, name: &str) -> OperatorProcess {
+        OperatorProcess::start_with(env, kubeconfig, name, &[])
+    }
+
+    /// The same with `extra` arguments (later ones win over the test-speed defaults).
+    pub fn start_with(env: &Env, kubeconfig: &std::path::Path, name: &str, extra: &[&str]) -> OperatorProcess {
         let port = free_port();
         let child = Command::new(operator_binary())
             .args(["controller", "--kubeconfig"])
@@ -403,14 +408,25 @@ impl OperatorProcess {
             .args(["--cluster-issuer-selector", &format!("ispcert.dev/test={}", env.ns)])
             .args(["--metrics-addr", &format!("127.0.0.1:{port}"), "--lease-duration", "6s"])
             .args(["--poll-interval", "500ms", "--backoff-min", "200ms", "--backoff-max", "2s", "--log-format", "json"])
+            .args(extra)
             .env("POD_NAME", name)
             .env("ISPCERT_LOG", "ispcert=debug,kube_lease_manager=debug,info")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(std::env::temp_dir().join(format!("{}-{name}.log", env.ns))).unwrap())
+            .stderr(log_file(env, name))
             .spawn()
             .expect("the ispcert binary starts");
         OperatorProcess { child, port }
     }
+}
+
+/// Where a replica's log goes: appended to, so that a restarted replica keeps what the killed one
+/// said.
+pub fn log_path(env: &Env, name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("{}-{name}.log", env.ns))
+}
+
+fn log_file(env: &Env, name: &str) -> std::fs::File {
+    std::fs::OpenOptions::new().create(true).append(true).open(log_path(env, name)).expect("the log file opens")
 }
 
 /// A GET on the process's metrics address: whether it answered 2xx, and the body.
