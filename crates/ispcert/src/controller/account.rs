@@ -51,14 +51,20 @@ pub struct Placed {
     pub at: Timestamp,
 }
 
+/// The shortest time between two fetches of one account's list.
+const FETCH_GAP: Duration = Duration::from_secs(1);
+
 /// How long a placed order is remembered at most, even if no list ever shows it.
 const JOURNAL_KEEP: SignedDuration = SignedDuration::from_hours(24);
 
 /// One account's shared state.
 #[derive(Debug, Default)]
 pub struct Account {
-    /// The last list; held while a list is fetched, so that waiters then find the fresh one.
-    cache: tokio::sync::Mutex<Option<Arc<Snapshot>>>,
+    /// The last list. Read without waiting for a fetch under way: a decision that is content
+    /// with a recent list (an order in a burst) does not queue behind one.
+    last: Mutex<Option<Arc<Snapshot>>>,
+    /// Held while a list is fetched, so that those who need a newer list share the next fetch.
+    fetching: tokio::sync::Mutex<()>,
     /// When the list last changed by our own doing (an order, a reissue, a deletion), in
     /// microseconds: a snapshot fetched before that is not reused.
     changed_at: AtomicI64,
@@ -83,37 +89,55 @@ impl Account {
 
     /// A snapshot no older than `max_age` (and not invalidated since).
     pub async fn snapshot(&self, client: &BillingClient, max_age: Duration) -> Result<Arc<Snapshot>, BillingError> {
-        let mut cache = self.cache.lock().await;
-        let changed_at = self.changed_at.load(Ordering::SeqCst);
-        if let Some(s) =
-            cache.as_ref().filter(|s| s.taken.elapsed() < max_age && s.started.as_microsecond() > changed_at)
-        {
-            return Ok(s.clone());
-        }
-        self.fetch(client, &mut cache).await
+        self.snapshot_since(client, max_age, None).await
     }
 
-    /// A snapshot fetched at or after `since`: everyone waiting meanwhile shares one fetch.
-    pub async fn fresh_since(&self, client: &BillingClient, since: Timestamp) -> Result<Arc<Snapshot>, BillingError> {
-        let mut cache = self.cache.lock().await;
-        if let Some(s) = cache.as_ref().filter(|s| s.started >= since) {
-            return Ok(s.clone());
-        }
-        self.fetch(client, &mut cache).await
-    }
-
-    async fn fetch(
+    /// The same, and fetched at or after `since` ("a list taken after my change"): everyone
+    /// waiting meanwhile shares one fetch, so N changes in a burst cost a few lists, not N.
+    pub async fn snapshot_since(
         &self,
         client: &BillingClient,
-        cache: &mut Option<Arc<Snapshot>>,
+        max_age: Duration,
+        since: Option<Timestamp>,
     ) -> Result<Arc<Snapshot>, BillingError> {
+        let good_enough = |s: &Snapshot| {
+            s.taken.elapsed() < max_age
+                && s.started.as_microsecond() > self.changed_at.load(Ordering::SeqCst)
+                && since.is_none_or(|t| s.started >= t)
+        };
+        self.shared_fetch(client, good_enough).await
+    }
+
+    /// The last list if `good_enough` says so, else the next one: whoever waited for a fetch
+    /// under way looks again when it ends, and fetches only if that one does not do either.
+    async fn shared_fetch(
+        &self,
+        client: &BillingClient,
+        good_enough: impl Fn(&Snapshot) -> bool,
+    ) -> Result<Arc<Snapshot>, BillingError> {
+        if let Some(s) = self.last().filter(|s| good_enough(s)) {
+            return Ok(s);
+        }
+        let _fetching = self.fetching.lock().await;
+        if let Some(s) = self.last().filter(|s| good_enough(s)) {
+            return Ok(s);
+        }
+        // At most one fetch per gap: those who need a newer list meanwhile (a burst of orders)
+        // queue behind this one and share what it reads.
+        if let Some(last) = self.last() {
+            tokio::time::sleep(FETCH_GAP.saturating_sub(last.taken.elapsed())).await;
+        }
         let started = Timestamp::now();
         let rows = client.list().await?;
         self.refreshes.inc();
         let fresh = Arc::new(Snapshot::new(started, rows));
         self.forget_listed(&fresh);
-        *cache = Some(fresh.clone());
+        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
         Ok(fresh)
+    }
+
+    fn last(&self) -> Option<Arc<Snapshot>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Marks the cached list stale, for example after an order or a reissue changed it: a list
@@ -166,6 +190,36 @@ impl Account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fifty certificates that each changed their order just now all need a list read after
+    /// their change: they share one fetch instead of reading fifty.
+    #[tokio::test]
+    async fn those_who_need_a_newer_list_share_one_fetch() {
+        let (email, password) = ("team@example.com", "pa55-word");
+        let config = ispcert_sim::SimConfig {
+            accounts: vec![ispcert_sim::AccountSpec::new(email, password, ispcert_sim::Money::from_units(1), "RUB")],
+            ..ispcert_sim::SimConfig::default()
+        };
+        let sim = ispcert_sim::start(config, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let http = crate::billing::http_pool(Duration::from_secs(5)).unwrap();
+        let credentials = crate::billing::Credentials::new(email, password);
+        let client = BillingClient::new(http, &sim.base_url(), credentials).unwrap();
+        let account = Account::default();
+        let lists = || async { sim.admin().stats().await.unwrap().requests_of("certificate") };
+
+        let old = account.snapshot(&client, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(lists().await, 1);
+        let changed = Timestamp::now();
+        let max_age = Duration::from_secs(60);
+        let waits = (0..50).map(|_| account.snapshot_since(&client, max_age, Some(changed)));
+        let snapshots = futures::future::join_all(waits).await;
+        assert!(snapshots.iter().all(|s| s.as_ref().is_ok_and(|s| s.started >= changed)));
+        assert_eq!(lists().await, 2, "one fetch for all fifty");
+        // Content with a recent list: no fetch at all.
+        let recent = account.snapshot(&client, max_age).await.unwrap();
+        assert!(recent.started > old.started);
+        assert_eq!(lists().await, 2);
+    }
 
     fn row(id: &str) -> CertificateRow {
         CertificateRow { id: id.into(), domain: "a.example.com".into(), ..Default::default() }

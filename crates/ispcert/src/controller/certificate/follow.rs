@@ -92,7 +92,11 @@ async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()>
         Flow::Stop(s) => return Flow::Stop(s),
     };
     let settings = &run.ctx.shared.settings;
-    let snapshot = match handle.account.snapshot(&handle.client, settings.poll_interval).await {
+    // A list read before our last change (the order, a reissue) cannot tell its outcome: such a
+    // certificate waits for the next list, which it shares with every other one that changed
+    // meanwhile (N orders in a burst cost a few lists, not N).
+    let since = last_change(ledger.status());
+    let snapshot = match handle.account.snapshot_since(&handle.client, settings.poll_interval, since).await {
         Ok(s) => s,
         Err(e) => return Flow::Stop(run.billing_stop(order.issuer, e, "polling the billing")),
     };
@@ -113,6 +117,15 @@ async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()>
             }
             Flow::Stop(stop)
         }
+    }
+}
+
+/// When this certificate last changed its order at the billing: a reissue request, else the
+/// order itself.
+fn last_change(status: &crate::crd::CertificateStatus) -> Option<jiff::Timestamp> {
+    match &status.reissue {
+        Some(reissue) => Some(reissue.requested_at.0),
+        None => status.ordered_at.as_ref().map(|t| t.0),
     }
 }
 

@@ -176,8 +176,10 @@ async fn order_now(
     // From here on the resource's status on the server carries the attempt.
     info!(product = plan.product.name, pricelist = plan.pricelist, "ordering");
     let started = Timestamp::now();
+    // No invalidation of the shared list: the journal shows this order to every later decision,
+    // and its follower waits for a list read after it. (Invalidating made each of N orders in a
+    // burst re-read the whole growing list: quadratic.)
     let result = handle.client.order(&order_request(plan, material, order.tag.clone())).await;
-    handle.account.invalidate();
     let placed = |id: Option<String>| Placed {
         id,
         common_name: plan.common_name.clone(),

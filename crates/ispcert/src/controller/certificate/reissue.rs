@@ -64,7 +64,8 @@ pub async fn request(
             other => run.billing_stop(order.issuer, other, &what),
         }));
     }
-    handle.account.invalidate();
+    // The follower waits for a list read after the request (`follow::poll`): no invalidation,
+    // so a mass renewal shares lists instead of reading one per certificate.
     run.ctx.shared.metrics.reissues.inc();
     ledger.record(Change::ReissueRequested(ReissueState {
         requested_at: Time(Timestamp::now()),
