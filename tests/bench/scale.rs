@@ -40,6 +40,10 @@ struct Args {
     /// How long the idle window lasts, in seconds.
     #[arg(long, default_value_t = 60)]
     idle_seconds: u64,
+    /// The certificates' key: `rsa` (RSA-2048, the default of IspCertificate) or `ecdsa` (P-256,
+    /// which takes a fraction of the CPU to make).
+    #[arg(long, default_value = "rsa", value_parser = ["rsa", "ecdsa"])]
+    key: String,
     /// Measure N = 100 and N = 200 and fail when a per-certificate count is over its goal or
     /// grows with N (what `hack/test` runs).
     #[arg(long)]
@@ -91,6 +95,8 @@ struct Figures {
     restart_billing: u64,
     restart_writes: f64,
     restart_api: ApiCounts,
+    /// RSS of the restarted operator once idle: what N Ready certificates hold.
+    restart_rss_kib: u64,
     /// Events by type and reason (each counted once, however often it recurred).
     events: BTreeMap<String, usize>,
 }
@@ -101,20 +107,25 @@ impl Figures {
     }
     /// Writes to the objects the operator works on (events apart).
     fn writes(api: &ApiCounts) -> f64 {
-        api.iter().filter(|((verb, res), _)| is_write(verb) && res != "events").map(|(_, v)| v).sum()
+        sum_writes(api, |res| res != "events")
     }
     /// Writes to certificates and Secrets: what each issued certificate costs (issuer status
     /// patches are per issuer).
     fn certificate_writes(api: &ApiCounts) -> f64 {
-        let per_certificate = |res: &str| res == "ispcertificates" || res == "secrets";
-        api.iter().filter(|((verb, res), _)| is_write(verb) && per_certificate(res)).map(|(_, v)| v).sum()
+        sum_writes(api, |res| res == "ispcertificates" || res == "secrets")
     }
     fn events(api: &ApiCounts) -> f64 {
-        api.iter().filter(|((verb, res), _)| is_write(verb) && res == "events").map(|(_, v)| v).sum()
+        sum_writes(api, |res| res == "events")
     }
     fn billing_calls(&self) -> u64 {
         self.billing.values().sum()
     }
+}
+
+/// The writes to the resources `which` picks.
+fn sum_writes(api: &ApiCounts, which: impl Fn(&str) -> bool) -> f64 {
+    let sum: f64 = api.iter().filter(|((verb, res), _)| is_write(verb) && which(res)).map(|(_, v)| v).sum();
+    sum + 0.0 // an empty sum of f64 is -0
 }
 
 fn is_write(verb: &str) -> bool {
@@ -227,13 +238,17 @@ impl Bench {
             (ns, s)
         });
         self.create_all::<Secret>(secrets.collect()).await;
+        let key = match args.key.as_str() {
+            "ecdsa" => json!({"algorithm": "ECDSA", "size": 256}),
+            _ => json!({"algorithm": "RSA", "size": 2048}),
+        };
         let certs = (0..args.certificates).map(|i| {
             let ns = namespaces[i % NAMESPACES].clone();
             let c = json!({"apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificate",
                 "metadata": {"name": format!("c{i}")},
                 "spec": {"issuerRef": {"name": format!("billing-{}", i % ISSUERS), "kind": "ClusterIspIssuer"},
                          "product": "alphassl", "commonName": format!("c{i}.bench.example.com"),
-                         "approverMailbox": "admin", "secretName": format!("c{i}-tls")}});
+                         "approverMailbox": "admin", "secretName": format!("c{i}-tls"), "privateKey": key}});
             (ns, c)
         });
         self.create_all::<IspCertificate>(certs.collect()).await;
@@ -255,7 +270,7 @@ impl Bench {
     }
 
     /// Starts `ispcert controller` (this build) watching every namespace.
-    fn operator(&self, run: usize) -> Child {
+    fn operator(&self, run: usize) -> Operator {
         let log = std::fs::File::create(self.work.join(format!("operator-{run}.log"))).unwrap();
         Command::new(env!("CARGO_BIN_EXE_ispcert-under-test"))
             .args(["controller", "--kubeconfig"])
@@ -266,6 +281,7 @@ impl Bench {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
+            .map(Operator)
             .expect("the operator starts")
     }
 
@@ -294,6 +310,16 @@ impl Bench {
             }
             (billing, api) = (billing_now, api_now);
         }
+    }
+}
+
+/// The operator process, killed if the benchmark fails on the way.
+struct Operator(Child);
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -346,7 +372,7 @@ async fn events_by_reason(client: &kube::Client) -> BTreeMap<String, usize> {
 
 async fn measure(args: &Args) -> Figures {
     let n = args.certificates;
-    eprintln!("scale: N = {n}, {} unrelated Secrets: setting up", args.unrelated_secrets);
+    eprintln!("scale: N = {n}, {} keys, {} unrelated Secrets: setting up", args.key, args.unrelated_secrets);
     let bench = Bench::start(args).await;
     let pids = DetachedState::of(&bench.cp);
     let cpu_before = (cpu_seconds(pids.apiserver_pid), cpu_seconds(pids.etcd_pid), cpu_seconds(std::process::id()));
@@ -356,7 +382,7 @@ async fn measure(args: &Args) -> Figures {
     eprintln!("scale: operator started");
     let started = Instant::now();
     let mut operator = bench.operator(0);
-    let pid = operator.id();
+    let pid = operator.0.id();
     all_ready(&bench.client, n).await;
     let mut f = Figures { n, ready_seconds: started.elapsed().as_secs_f64(), ..Figures::default() };
     bench.until_idle().await;
@@ -384,26 +410,27 @@ async fn measure(args: &Args) -> Figures {
 
     eprintln!("scale: restart with every certificate Ready");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    operator.wait().unwrap();
+    operator.0.wait().unwrap();
     let restarted = Instant::now();
-    let mut operator = bench.operator(1);
+    let operator = bench.operator(1);
     let quiet_from = bench.until_idle().await;
     f.restart_idle_seconds = quiet_from.duration_since(restarted).as_secs_f64();
     let api_restart = api_counts(&bench.client).await;
     f.restart_api = minus(&api_restart, &api_idle);
     f.restart_writes = Figures::writes(&f.restart_api);
     f.restart_billing = bench.billing().await.values().sum::<u64>() - billing_idle.values().sum::<u64>();
+    f.restart_rss_kib = status_kib(operator.0.id(), "VmRSS");
     f.events = events_by_reason(&bench.client).await;
-    operator.kill().unwrap();
-    operator.wait().unwrap();
+    drop(operator);
     bench.cp.stop();
     f
 }
 
-fn print(f: &Figures, unrelated: usize) {
+fn print(f: &Figures, args: &Args) {
+    let unrelated = args.unrelated_secrets;
     let mib = |kib: u64| kib as f64 / 1024.0;
     let writes = Figures::certificate_writes(&f.api);
-    println!("\n## N = {} certificates, {unrelated} unrelated Secrets\n", f.n);
+    println!("\n## N = {} certificates ({} keys), {unrelated} unrelated Secrets\n", f.n, args.key);
     println!("| measure | figure | goal |");
     println!("|---|---|---|");
     println!("| time to all Ready | {:.1} s | < 600 s at 10,000 |", f.ready_seconds);
@@ -413,6 +440,11 @@ fn print(f: &Figures, unrelated: usize) {
         f.peak_rss_kib as f64 / f.n as f64
     );
     println!("| operator RSS after the idle minute | {:.1} MiB | |", mib(f.steady_rss_kib));
+    println!(
+        "| restarted operator's RSS, all Ready and idle | {:.1} MiB ({:.1} KiB per certificate) | flat per certificate |",
+        mib(f.restart_rss_kib),
+        f.restart_rss_kib as f64 / f.n as f64
+    );
     println!(
         "| operator CPU | {:.1} s ({:.2} ms per certificate) | flat per certificate |",
         f.operator_cpu,
@@ -503,8 +535,8 @@ async fn main() -> std::process::ExitCode {
         let small = Args { certificates: 100, unrelated_secrets: 100, idle_seconds: 5, ..args.clone() };
         let large = Args { certificates: 200, unrelated_secrets: 200, ..small.clone() };
         let (a, b) = (measure(&small).await, measure(&large).await);
-        print(&a, small.unrelated_secrets);
-        print(&b, large.unrelated_secrets);
+        print(&a, &small);
+        print(&b, &large);
         return match check(&a, &b) {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
@@ -514,6 +546,6 @@ async fn main() -> std::process::ExitCode {
         };
     }
     let f = measure(&args).await;
-    print(&f, args.unrelated_secrets);
+    print(&f, &args);
     std::process::ExitCode::SUCCESS
 }

@@ -88,6 +88,19 @@ pub struct Shared {
     /// The resourceVersion of each output Secret ("namespace/name") as we last wrote or checked
     /// it: a Secret still at that version needs no read to be trusted.
     pub verified: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    /// Key generations running at once: one per core. Unbounded, a thousand new certificates
+    /// made a thousand blocking threads that fought over two cores and kept their memory.
+    pub key_generations: KeyGenerations,
+}
+
+/// The permits of [`Shared::key_generations`].
+#[derive(Debug)]
+pub struct KeyGenerations(pub tokio::sync::Semaphore);
+
+impl Default for KeyGenerations {
+    fn default() -> Self {
+        KeyGenerations(tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get())))
+    }
 }
 
 /// What a certificate reconcile sees: the shared state plus the caches of its namespace scope.

@@ -146,6 +146,7 @@ pub async fn run(
         claims,
         namespaces,
         verified: Default::default(),
+        key_generations: Default::default(),
         settings: settings.clone(),
     });
     let mut tasks = vec![
@@ -188,7 +189,10 @@ fn namespace_watch(
 ) -> (reflector::Store<PartialObjectMeta<Namespace>>, impl std::future::Future<Output = ()> + Send + 'static) {
     let (store, writer) = reflector::store::<PartialObjectMeta<Namespace>>();
     let api: Api<PartialObjectMeta<Namespace>> = Api::all(client.clone());
-    let stream = reflector::reflector(writer, watcher(api, watcher::Config::default()));
+    let stream = reflector::reflector(
+        writer,
+        watcher(api, watcher::Config::default()).modify(|n| n.metadata.managed_fields = None),
+    );
     (store, stream.default_backoff().for_each(|_| future::ready(())))
 }
 
@@ -273,6 +277,8 @@ fn certificate_task(
                 Err(e) => Some(Err(e)),
             })
         })
+        // Nothing reads managedFields; they are often the largest part of a cached object.
+        .modify(|c: &mut IspCertificate| c.metadata.managed_fields = None)
         .reflect(cert_writer)
         .applied_objects()
         .predicate_filter(
@@ -287,7 +293,8 @@ fn certificate_task(
         watcher(
             api_in::<PartialObjectMeta<Secret>>(client, scope),
             watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
-        ),
+        )
+        .modify(|m| m.metadata.managed_fields = None),
     )
     .default_backoff()
     .touched_objects();

@@ -234,7 +234,9 @@ async fn make(
     let (key, csr, meta) = match &plan.key {
         KeyPlan::Cluster { algorithm, .. } => {
             let algorithm: KeyAlgorithm = *algorithm;
-            // RSA 4096 takes about a second: keep it off the async workers.
+            // RSA 4096 takes about a second: keep it off the async workers, one per core.
+            let permits = &run.ctx.shared.key_generations.0;
+            let _permit = permits.acquire().await.map_err(|e| Error::Internal(format!("key generation: {e}")))?;
             let key = tokio::task::spawn_blocking(move || keys::generate(algorithm))
                 .await
                 .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;

@@ -226,6 +226,7 @@ fn context_with(cert: &IspCertificate, issuer_store: reflector::Store<IspIssuer>
                 .unwrap(),
         ]),
         verified: Default::default(),
+        key_generations: Default::default(),
     });
     let certificates = filled(vec![cert.clone()]);
     let secrets = filled(vec![secret_meta()]);
