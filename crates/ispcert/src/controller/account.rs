@@ -65,8 +65,8 @@ pub struct Account {
     last: Mutex<Option<Arc<Snapshot>>>,
     /// Held while a list is fetched, so that those who need a newer list share the next fetch.
     fetching: tokio::sync::Mutex<()>,
-    /// When the list last changed by our own doing (an order, a reissue, a deletion), in
-    /// microseconds: a snapshot fetched before that is not reused.
+    /// When the list last changed by our own doing in a way the journal does not show (a
+    /// deletion), in microseconds: a snapshot fetched before that is not reused.
     changed_at: AtomicI64,
     journal: Mutex<Vec<Placed>>,
     /// Held from the last look at the list before an order until the order is recorded.
@@ -140,8 +140,9 @@ impl Account {
         self.last.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Marks the cached list stale, for example after an order or a reissue changed it: a list
-    /// fetched before now (even one being fetched) is not reused.
+    /// Marks the cached list stale after a deletion: a list fetched before now (even one being
+    /// fetched) is not reused. Orders and reissues do not: the journal shows orders, and their
+    /// followers ask for a list read after their change (`snapshot_since`).
     pub fn invalidate(&self) {
         self.changed_at.fetch_max(Timestamp::now().as_microsecond(), Ordering::SeqCst);
     }

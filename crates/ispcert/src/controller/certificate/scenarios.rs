@@ -438,8 +438,8 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
     let order_id = json!({"status": {"orderId": "3100001", "orderedAt": "<time>", "orderAttempt": null}});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(order_id), json!(cert)));
     // Then the order is followed in a list read after it (the one read before cannot show it):
-    // not issued yet, so the certificate waits, and the one status patch of the outcome sends only what changed (the intent set
-    // observedGeneration already).
+    // not issued yet, so the certificate waits, and the one status patch of the outcome sends
+    // only what changed (the intent set observedGeneration already).
     let pending = "order 3100001 is Requested from the certificate authority at the billing";
     let condition = |type_: &str, status: &str| {
         json!({"type": type_, "status": status, "reason": "Pending", "message": pending,
