@@ -161,6 +161,9 @@ pub struct ControllerArgs {
     /// changes): repeated wrong logins can lock an account.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub wrong_credentials_retry: Duration,
+    /// Certificate reconciles running at once (a burst of new certificates queues).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub concurrency: u16,
 }
 
 /// Runs the command line.

@@ -55,6 +55,7 @@ fn settings(args: &ControllerArgs) -> Settings {
         billing_timeout: args.billing_timeout,
         order_grace: args.order_grace,
         wrong_credentials_retry: args.wrong_credentials_retry,
+        concurrency: args.concurrency,
         ..Settings::default()
     }
 }

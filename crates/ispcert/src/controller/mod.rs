@@ -303,6 +303,7 @@ fn certificate_task(
     let ctx =
         Arc::new(Context { shared: shared.clone(), certificates: cert_store.clone(), issuers, secrets: secret_reader });
     Controller::for_stream(cert_events, cert_store)
+        .with_config(kube::runtime::controller::Config::default().concurrency(shared.settings.concurrency))
         .watches_stream(secret_events, owner_of_secret)
         .watches(api_in::<IspIssuer>(client, scope), watcher::Config::default(), move |i: IspIssuer| {
             namespaced_map(i.name_any(), i.namespace())

@@ -27,6 +27,9 @@ pub struct Settings {
     /// The smallest wait between two checks of credentials the billing refused, unless the
     /// Secret changes: repeated wrong logins can lock an account.
     pub wrong_credentials_retry: Duration,
+    /// Certificate reconciles running at once. A burst of new certificates waits in the
+    /// controller's queue (an object reference each) instead of in half-done reconciles.
+    pub concurrency: u16,
     /// Name reported on events and used as the server-side apply field manager.
     pub manager: String,
 }
@@ -44,6 +47,7 @@ impl Default for Settings {
             order_grace: Duration::from_secs(300),
             issuer_recheck: Duration::from_secs(600),
             wrong_credentials_retry: Duration::from_secs(300),
+            concurrency: 32,
             manager: "ispcert".into(),
         }
     }
