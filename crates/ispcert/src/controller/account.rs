@@ -25,6 +25,8 @@ pub struct Snapshot {
     /// When the fetch began: every order placed before this is in it (if the billing lists it).
     pub started: Timestamp,
     taken: Instant,
+    /// How long the fetch took (every page of the list).
+    took: Duration,
     pub rows: Vec<CertificateRow>,
     by_id: HashMap<String, usize>,
 }
@@ -32,7 +34,7 @@ pub struct Snapshot {
 impl Snapshot {
     pub fn new(started: Timestamp, rows: Vec<CertificateRow>) -> Self {
         let by_id = rows.iter().enumerate().map(|(i, r)| (r.id.clone(), i)).collect();
-        Snapshot { started, taken: Instant::now(), rows, by_id }
+        Snapshot { started, taken: Instant::now(), took: Duration::ZERO, rows, by_id }
     }
 
     pub fn row(&self, id: &str) -> Option<&CertificateRow> {
@@ -53,6 +55,8 @@ pub struct Placed {
 
 /// The shortest time between two fetches of one account's list.
 const FETCH_GAP: Duration = Duration::from_secs(1);
+/// The gap between two fetches is at least this many times the last fetch's duration.
+const FETCH_SHARE: u32 = 4;
 
 /// How long a placed order is remembered at most, even if no list ever shows it.
 const JOURNAL_KEEP: SignedDuration = SignedDuration::from_hours(24);
@@ -123,14 +127,17 @@ impl Account {
             return Ok(s);
         }
         // At most one fetch per gap: those who need a newer list meanwhile (a burst of orders)
-        // queue behind this one and share what it reads.
+        // queue behind this one and share what it reads. The gap grows with the time a fetch
+        // takes, so that lists take at most a fifth of the account's time however long the list
+        // is: a burst of N orders then costs list pages in proportion to N, not N squared.
         if let Some(last) = self.last() {
-            tokio::time::sleep(FETCH_GAP.saturating_sub(last.taken.elapsed())).await;
+            let gap = FETCH_GAP.max(last.took.saturating_mul(FETCH_SHARE));
+            tokio::time::sleep(gap.saturating_sub(last.taken.elapsed())).await;
         }
-        let started = Timestamp::now();
+        let (started, clock) = (Timestamp::now(), Instant::now());
         let rows = client.list().await?;
         self.refreshes.inc();
-        let fresh = Arc::new(Snapshot::new(started, rows));
+        let fresh = Arc::new(Snapshot { took: clock.elapsed(), ..Snapshot::new(started, rows) });
         self.forget_listed(&fresh);
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
         Ok(fresh)

@@ -92,14 +92,23 @@ async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()>
         Flow::Stop(s) => return Flow::Stop(s),
     };
     let settings = &run.ctx.shared.settings;
-    // A list read before our last change (the order, a reissue) cannot tell its outcome: such a
-    // certificate waits for the next list, which it shares with every other one that changed
-    // meanwhile (N orders in a burst cost a few lists, not N).
-    let since = last_change(ledger.status());
-    let snapshot = match handle.account.snapshot_since(&handle.client, settings.poll_interval, since).await {
+    let snapshot = match handle.account.snapshot(&handle.client, settings.poll_interval).await {
         Ok(s) => s,
         Err(e) => return Flow::Stop(run.billing_stop(order.issuer, e, "polling the billing")),
     };
+    // A list read before our last change cannot tell its outcome, and no certificate reads a
+    // list of its own (N changes in a burst would cost N lists of a growing list). A new order
+    // asks for its certificate directly (one call, which instant issuers answer at once); a
+    // reissue waits for the next shared list.
+    if let Some(changed) = last_change(ledger.status())
+        && snapshot.started < changed
+    {
+        if ledger.status().reissue.is_none() {
+            return Flow::Go(());
+        }
+        let what = format!("order {}: waiting for the billing's next list", order.id);
+        return Flow::Stop(Stop::pending(r::PENDING, what, poll_wait(run)));
+    }
     let row = snapshot.row(order.id);
     if let Some(row) = row {
         ledger.record(Change::OrderState(order_state(row)));

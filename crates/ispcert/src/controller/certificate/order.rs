@@ -131,10 +131,15 @@ async fn adopt(
     Ok(Flow::Go(id))
 }
 
-/// The account's list, no older than the poll interval (everyone's shared one).
+/// The account's list, no older than the poll interval (everyone's shared one), and read after
+/// `since` when given.
 async fn listed(run: &Run<'_>, order: &OrderCtx<'_>) -> Flow<std::sync::Arc<Snapshot>> {
+    listed_since(run, order, None).await
+}
+
+async fn listed_since(run: &Run<'_>, order: &OrderCtx<'_>, since: Option<Timestamp>) -> Flow<std::sync::Arc<Snapshot>> {
     let h = order.handle;
-    match h.account.snapshot(&h.client, run.ctx.shared.settings.poll_interval).await {
+    match h.account.snapshot_since(&h.client, run.ctx.shared.settings.poll_interval, since).await {
         Ok(s) => Flow::Go(s),
         Err(e) => Flow::Stop(run.billing_stop(order.issuer, e, "listing the account's certificates")),
     }
@@ -274,7 +279,10 @@ async fn recover_attempt(
     attempt: &OrderAttempt,
 ) -> Result<Flow<String>, Error> {
     let settings = &run.ctx.shared.settings;
-    let snapshot = go!(listed(run, order).await);
+    // Only a list read after the attempt (and after the last one that missed it) can tell: every
+    // certificate whose answer was lost in the same outage shares the next one.
+    let after = attempt.checked_at.as_ref().map_or(attempt.started_at.0, |t| t.0);
+    let snapshot = go!(listed_since(run, order, Some(after)).await);
     let rows = order.handle.account.rows(&snapshot);
     // A day's margin for clocks; `checked_sub` because the status is data anyone with the
     // status subresource could have edited.

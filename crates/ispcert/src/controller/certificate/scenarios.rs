@@ -437,17 +437,17 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
     // The simulator numbers its first certificate 3100001; the account is recorded already.
     let order_id = json!({"status": {"orderId": "3100001", "orderedAt": "<time>", "orderAttempt": null}});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(order_id), json!(cert)));
-    // Then the order is followed in a list read after it (the one read before cannot show it):
-    // not issued yet, so the certificate waits, and the one status patch of the outcome sends
-    // only what changed (the intent set observedGeneration already).
-    let pending = "order 3100001 is Requested from the certificate authority at the billing";
+    // The list read before the order cannot show it, and no certificate reads a list of its
+    // own: the certificate is asked for directly (not issued yet), so it waits, and the one
+    // status patch of the outcome sends only what changed (the intent set observedGeneration
+    // already).
+    let pending = "order 3100001: the CA has not issued the certificate yet";
     let condition = |type_: &str, status: &str| {
         json!({"type": type_, "status": status, "reason": "Pending", "message": pending,
                "observedGeneration": 1, "lastTransitionTime": "<time>"})
     };
     let outcome = json!({"status": {
         "conditions": [condition("Ready", "False"), condition("Issuing", "True"), not_stalled("Pending", 1)],
-        "orderState": "ordered/requested", "subscriptionEnd": "<time>",
     }});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(outcome), json!(cert)));
     calls.push(event("KeyGenerated", "Normal", "generated a RSA-2048 private key; it stays in Secret www-ispcert-key"));
@@ -461,7 +461,8 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
 
     let stats = sim.admin().stats().await.unwrap();
     assert_eq!(stats.account(EMAIL).orders, 1);
-    assert_eq!(stats.requests_of("certificate"), 2, "one list before the order, one after it");
+    assert_eq!(stats.requests_of("certificate"), 1, "one list, before the order");
+    assert_eq!(stats.requests_of("certificate.file"), 1, "then the certificate itself");
 }
 
 #[tokio::test]
