@@ -174,10 +174,11 @@ impl Account {
     }
 
     /// The rows decisions look at: the snapshot's, plus journaled orders it does not show yet
-    /// (as the billing would list them: with our tag only if it lists tags at all; one whose
-    /// answer was lost has no id).
+    /// (as the billing would list them: without our tag when its rows show none, so that a lost
+    /// answer is not matched twice, by the journal's tag and by the billing's row; one whose
+    /// answer was lost has no id). An empty list says nothing about tags: the tag stays.
     pub fn rows(&self, snapshot: &Snapshot) -> Vec<CertificateRow> {
-        let tags_shown = snapshot.rows.iter().any(|r| r.remote_id.is_some());
+        let tags_hidden = !snapshot.rows.is_empty() && snapshot.rows.iter().all(|r| r.remote_id.is_none());
         let j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         let missing = j.iter().filter(|p| p.id.as_deref().is_none_or(|id| snapshot.row(id).is_none()));
         let extra: Vec<CertificateRow> = missing
@@ -187,7 +188,7 @@ impl Account {
                 pricelist: Some(p.pricelist.to_string()),
                 created: Some(p.at.strftime("%Y-%m-%d").to_string()),
                 item_status: Some(1),
-                remote_id: tags_shown.then(|| p.remote_id.clone()),
+                remote_id: (!tags_hidden).then(|| p.remote_id.clone()),
                 ..Default::default()
             })
             .collect();
@@ -257,6 +258,9 @@ mod tests {
         assert_eq!(rows[1].remote_id, None, "a list without tags gets none from the journal either");
         let tagged = Snapshot::new(t0, vec![CertificateRow { remote_id: Some("x".into()), ..row("1") }]);
         assert_eq!(account.rows(&tagged)[1].remote_id.as_deref(), Some("t"));
+        // An empty list (read before the account's first order) tells nothing: the tag stays.
+        let empty = Snapshot::new(t0, vec![]);
+        assert_eq!(account.rows(&empty)[0].remote_id.as_deref(), Some("t"));
 
         // A list read after the orders shows order 2: it is forgotten; the lost one stays.
         let after = Snapshot::new(t0 + SignedDuration::from_secs(5), vec![row("1"), row("2")]);
