@@ -9,6 +9,7 @@ mod chart;
 mod cli;
 mod deletion;
 mod healing;
+mod lifecycle;
 mod metrics;
 mod modes;
 mod money;

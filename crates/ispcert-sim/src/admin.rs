@@ -329,14 +329,21 @@ async fn add_addon_code(State(sim): Shared, Json(a): Json<AddonCode>) -> StatusC
 pub struct Settings {
     /// The certificate list leaves out `remoteid`.
     pub hide_remote_id: bool,
+    /// Reissues are accepted but not issued until `issue-now` releases them (an approver email
+    /// nobody answers).
+    #[serde(default)]
+    pub hold_reissues: bool,
 }
 
 async fn settings(State(sim): Shared) -> Json<Settings> {
-    Json(Settings { hide_remote_id: sim.lock().hide_remote_id })
+    let st = sim.lock();
+    Json(Settings { hide_remote_id: st.hide_remote_id, hold_reissues: st.hold_reissues })
 }
 
 async fn set_settings(State(sim): Shared, Json(s): Json<Settings>) -> StatusCode {
-    sim.lock().hide_remote_id = s.hide_remote_id;
+    let mut st = sim.lock();
+    st.hide_remote_id = s.hide_remote_id;
+    st.hold_reissues = s.hold_reissues;
     StatusCode::NO_CONTENT
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use jiff::Timestamp;
 
 use crate::products::Region;
-use crate::time::{add_months, ymd};
+use crate::time::{add_months, expiredate, ymd};
 
 use super::Sim;
 use super::ca;
@@ -221,7 +221,8 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         key: v.key_pem,
         remoteid: v.remoteid,
         created: now,
-        expires: add_months(now, v.period),
+        expires: sim.subscription.map_or_else(|| add_months(now, v.period), |d| now + d),
+        exact_expiry: sim.subscription.is_some(),
         cost: price,
         paid,
         deleted: false,
@@ -265,7 +266,7 @@ fn edit(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         .field("status", crt_status.to_string())
         .field("item_status", item_status.to_string())
         .field("createdate", ymd(c.created))
-        .field("expiredate", ymd(c.expires))
+        .field("expiredate", expiredate(c.expires, c.exact_expiry))
         .field("remoteid", c.remoteid.clone().unwrap_or_default())
         .field("O", c.data.subject.o.clone().unwrap_or_default())
         .field("OU", c.data.subject.ou.clone().unwrap_or_default())
@@ -341,6 +342,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         _ => None,
     };
     let mut st = sim.lock();
+    let hold = st.hold_reissues;
     let c = st
         .certs
         .get_mut(&elid.trim().parse().unwrap_or(0))
@@ -379,7 +381,9 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     let mut approver_names: Vec<&str> = vec![c.cn.as_str()];
     approver_names.extend(altnames.iter().map(String::as_str));
     let approvers = validate::approvers(p, &approver_names)?;
-    c.enroll(EnrollKind::Reissue, names, spki, now, sim.issue_after);
+    // A held reissue waits "ten years": for the approver who never answers.
+    let issue_after = if hold { jiff::SignedDuration::from_hours(10 * 365 * 24) } else { sim.issue_after };
+    c.enroll(EnrollKind::Reissue, names, spki, now, issue_after);
     c.altnames = altnames;
     c.approver_emails = approvers;
     if let Some((pem, _)) = new_csr {
@@ -484,7 +488,7 @@ fn prolong(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
                 ("elid".into(), c.id.to_string()),
                 ("period".into(), c.period.to_string()),
                 ("cost".into(), price_for(c, c.period).to_string()),
-                ("expiredate".into(), ymd(c.expires)),
+                ("expiredate".into(), expiredate(c.expires, c.exact_expiry)),
             ],
             slist: vec![period_list()],
         };
@@ -501,7 +505,10 @@ fn prolong(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     acct.counters.charged = acct.counters.charged.checked_add(price).unwrap_or(acct.counters.charged);
     let (names, spki) = (c.current.names.clone(), Arc::clone(&c.current.spki));
     c.enroll(EnrollKind::Prolong, names, spki, now, sim.issue_after);
-    c.expires = add_months(c.expires.max(now), period);
+    c.expires = match sim.subscription {
+        Some(d) => c.expires.max(now) + d,
+        None => add_months(c.expires.max(now), period),
+    };
     c.period = period;
     c.cost = price;
     c.prolongs += 1;

@@ -146,6 +146,10 @@ pub struct SimConfig {
     /// The certificate list leaves out `remoteid`, as a billing may that does not show the
     /// caller's own id (whether the real one shows it is unknown). Also switchable at run time.
     pub hide_remote_id: bool,
+    /// Subscription length of new orders and prolongations instead of their months, for tests of
+    /// subscription ends in minutes. The list then shows `expiredate` with its time of day
+    /// (`YYYY-MM-DD HH:MM:SS`), since a date alone cannot say "in three minutes".
+    pub subscription: Option<Duration>,
 }
 
 impl Default for SimConfig {
@@ -159,6 +163,7 @@ impl Default for SimConfig {
             admin: true,
             max_body_bytes: 1 << 20,
             hide_remote_id: false,
+            subscription: None,
         }
     }
 }
@@ -182,6 +187,8 @@ pub fn default_addon_codes() -> Vec<AddonCode> {
 pub(crate) struct Sim {
     pub issue_after: jiff::SignedDuration,
     pub validity: jiff::SignedDuration,
+    /// See [`SimConfig::subscription`].
+    pub subscription: Option<jiff::SignedDuration>,
     pub seed: u64,
     pub admin: bool,
     pub max_body_bytes: usize,
@@ -284,6 +291,7 @@ fn build(config: SimConfig) -> std::io::Result<(Arc<Sim>, watch::Sender<bool>)> 
     let sim = Arc::new(Sim {
         issue_after: to_signed(issue_after),
         validity: to_signed(validity),
+        subscription: config.subscription.map(|d| to_signed(d.min(Duration::from_secs(10 * 365 * 24 * 3600)))),
         seed: config.seed,
         admin: config.admin,
         max_body_bytes: config.max_body_bytes,

@@ -38,6 +38,10 @@ struct Args {
     /// caller's own id.
     #[arg(long)]
     hide_remote_id: bool,
+    /// Subscription length of orders and prolongations in seconds instead of their months (the
+    /// list then shows expiredate with its time of day).
+    #[arg(long)]
+    subscription: Option<u64>,
     /// Log filter (tracing `EnvFilter` syntax); `debug` logs one line per request.
     #[arg(long, env = "ISPCERT_SIM_LOG", default_value = "info")]
     log: String,
@@ -75,6 +79,7 @@ async fn main() -> std::io::Result<()> {
         seed: args.seed,
         admin: !args.no_admin,
         hide_remote_id: args.hide_remote_id,
+        subscription: args.subscription.map(Duration::from_secs),
         ..SimConfig::default()
     };
     for a in &config.accounts {

@@ -199,6 +199,8 @@ pub(crate) struct Cert {
     pub remoteid: Option<String>,
     pub created: Timestamp,
     pub expires: Timestamp,
+    /// The list shows `expiredate` with its time of day (see `SimConfig::subscription`).
+    pub exact_expiry: bool,
     /// Price of one period (what an order or a prolongation charged last).
     pub cost: Money,
     pub paid: bool,
@@ -237,7 +239,7 @@ impl Cert {
             ("pricelist", self.pricelist.to_string()),
             ("period", self.period.to_string()),
             ("createdate", crate::time::ymd(self.created)),
-            ("expiredate", crate::time::ymd(self.expires)),
+            ("expiredate", crate::time::expiredate(self.expires, self.exact_expiry)),
             ("cost", self.cost.to_string()),
         ];
         if let Some(r) = &self.remoteid {
@@ -484,6 +486,9 @@ pub(crate) struct State {
     pub faults_applied: u64,
     /// The list leaves out `remoteid`: a billing that does not show the caller's tag.
     pub hide_remote_id: bool,
+    /// Reissues are accepted but never issued (an approver who does not answer) until released
+    /// through `/_sim/certificates/{id}/issue-now`.
+    pub hold_reissues: bool,
 }
 
 /// Ids start at a realistic magnitude for BILLmanager service ids.

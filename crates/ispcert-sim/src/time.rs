@@ -20,6 +20,11 @@ pub fn ymd(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d").to_string()
 }
 
+/// A subscription end as the list shows it: the date, or with `exact` also the time of day.
+pub fn expiredate(t: Timestamp, exact: bool) -> String {
+    if exact { t.strftime("%Y-%m-%d %H:%M:%S").to_string() } else { ymd(t) }
+}
+
 /// RFC 3339 in UTC with offset `+00:00` (not `Z`), and the fraction of a second with 0, 3, 6 or 9
 /// digits, the fewest that are exact: the form the simulator's introspection API has always used.
 pub fn rfc3339(t: Timestamp) -> String {

@@ -721,9 +721,9 @@ async fn money_switches_error_types_before_and_after_commit_lists_without_elem_a
     assert_eq!(tagged.status(), 200);
     let rows = || async { call(&sim, RU, "certificate", &[]).await["elem"].as_array().unwrap().clone() };
     assert!(rows().await.iter().any(|r| r["remoteid"] == "ispcert-tag"));
-    admin.set_settings(Settings { hide_remote_id: true }).await.unwrap();
+    admin.set_settings(Settings { hide_remote_id: true, ..Default::default() }).await.unwrap();
     assert!(rows().await.iter().all(|r| r.get("remoteid").is_none()), "{:?}", rows().await);
-    admin.set_settings(Settings { hide_remote_id: false }).await.unwrap();
+    admin.set_settings(Settings { hide_remote_id: false, ..Default::default() }).await.unwrap();
     assert!(rows().await.iter().any(|r| r["remoteid"] == "ispcert-tag"));
 }
 

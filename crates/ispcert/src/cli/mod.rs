@@ -2,6 +2,7 @@
 
 mod account;
 mod operator;
+mod renew;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the operator.
-    Controller(ControllerArgs),
+    Controller(Box<ControllerArgs>),
     /// Print the CRDs (apply with `ispcert crds | kubectl apply -f -`).
     Crds,
     /// Print the product catalog: names, price-list ids and what each product covers.
@@ -52,6 +53,9 @@ pub enum Command {
         #[arg(default_value = "-")]
         file: PathBuf,
     },
+    /// Ask for a free reissue now (by name, -l SELECTOR or --all; -n NS or -A), through the
+    /// ispcert.dev/renew annotation. Safe to repeat.
+    Renew(renew::RenewArgs),
     /// Check a billing account before deploying: login, API access from here, certificates.
     Account {
         #[command(subcommand)]
@@ -161,6 +165,21 @@ pub struct ControllerArgs {
     /// changes): repeated wrong logins can lock an account.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     pub wrong_credentials_retry: Duration,
+    /// The least time between a certificate's start and its renewal, and the least a renewal must
+    /// add before the subscription ends (no reissue cascade near the end).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "7d")]
+    pub renewal_floor: Duration,
+    /// How far ahead of a subscription's end the SubscriptionEnding condition, Warning event and
+    /// metric come.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "30d")]
+    pub subscription_warning: Duration,
+    /// How long a reissue waits for approval (approver email, CA) before it is requested again.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3d")]
+    pub reissue_timeout: Duration,
+    /// Reissue requests for one need (the first and its repeats) before the certificate stops
+    /// and asks a person.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub reissue_attempts: u32,
     /// Certificate reconciles running at once (a burst of new certificates queues).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,
@@ -169,7 +188,7 @@ pub struct ControllerArgs {
 /// Runs the command line.
 pub async fn main(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Controller(args) => operator::run(args).await,
+        Command::Controller(args) => operator::run(*args).await,
         Command::Crds => {
             print!("{}", crate::crd::crds_yaml());
             ExitCode::SUCCESS
@@ -182,6 +201,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             account::countries(&a, &product, region.map(Region::from)).await
         }
         Command::Inspect { file } => account::inspect(&file),
+        Command::Renew(args) => renew::run(args).await,
         Command::Account { command: AccountCommand::Check { account: a } } => account::check(&a).await,
         Command::Account { command: AccountCommand::Certificates { account: a } } => account::certificates(&a).await,
     }

@@ -31,8 +31,9 @@ fn init_logging(args: &ControllerArgs) -> Result<(), String> {
     result.map_err(|e| e.to_string())
 }
 
-async fn kube_client(args: &ControllerArgs) -> Result<kube::Client, String> {
-    let config = match &args.kubeconfig {
+/// A client from `kubeconfig`, else the in-cluster config, else `~/.kube/config`.
+pub async fn kube_client(kubeconfig: Option<&std::path::Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
             kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
@@ -56,6 +57,10 @@ fn settings(args: &ControllerArgs) -> Settings {
         order_grace: args.order_grace,
         wrong_credentials_retry: args.wrong_credentials_retry,
         concurrency: args.concurrency,
+        renewal_floor: args.renewal_floor,
+        subscription_warning: args.subscription_warning,
+        reissue_timeout: args.reissue_timeout,
+        reissue_attempts: args.reissue_attempts,
         ..Settings::default()
     }
 }
@@ -132,7 +137,7 @@ pub async fn run(args: ControllerArgs) -> ExitCode {
 /// Lease, then the controllers; on the way out the Lease is released, so that another replica
 /// takes over at once instead of after the lease duration.
 async fn serve(args: ControllerArgs) -> Result<(), String> {
-    let client = kube_client(&args).await?;
+    let client = kube_client(args.kubeconfig.as_deref()).await?;
     let settings = settings(&args);
     controller::check_crds(&client, &settings.namespaces).await.map_err(|e| e.to_string())?;
     let metrics = Metrics::default();

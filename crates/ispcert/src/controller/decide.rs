@@ -80,10 +80,13 @@ fn parse_date(s: &str) -> Option<Date> {
     s.get(..10)?.parse().ok()
 }
 
-/// A date of the billing's list (`YYYY-MM-DD`, possibly followed by a time) as the start of that
-/// day in UTC: the earliest moment it can mean, which is the safe side for an end.
+/// A date of the billing's list as a moment in UTC: `YYYY-MM-DD` as the start of that day, the
+/// earliest moment it can mean and so the safe side for an end; `YYYY-MM-DD HH:MM:SS` (a billing
+/// that shows the time of day) as that moment.
 pub fn billing_date(s: &str) -> Option<Timestamp> {
-    parse_date(s)?.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    let time = s.get(10..11).filter(|sep| *sep == " " || *sep == "T").and_then(|_| s.get(11..19));
+    let time = time.and_then(|t| t.parse::<jiff::civil::Time>().ok()).unwrap_or_default();
+    parse_date(s)?.to_datetime(time).to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
 }
 
 /// The prefix of every `remoteid` tag the operator sends.
@@ -221,13 +224,6 @@ pub fn judge(plan: &Plan, cert: &CertInfo, key_bits: &[u8], previous_serial: Opt
         return Verdict::Reissue(ReissueNeed::Renewal);
     }
     Verdict::Accept
-}
-
-/// When to reissue: two thirds into the certificate's real lifetime (it is capped at 200 days
-/// whatever the subscription, so the subscription's end says nothing about it).
-pub fn renewal_time(cert: &CertInfo) -> Timestamp {
-    let life = cert.not_after.duration_since(cert.not_before);
-    cert.not_before.checked_add(life * 2 / 3).unwrap_or(cert.not_after)
 }
 
 /// What the key Secret holds, as far as decisions go.
@@ -433,19 +429,12 @@ mod tests {
     }
 
     #[test]
-    fn billing_dates_are_read_as_the_start_of_the_day() {
+    fn billing_dates_are_read_as_the_start_of_the_day_or_the_time_shown() {
         assert_eq!(billing_date("2027-12-01"), Some("2027-12-01T00:00:00Z".parse().unwrap()));
-        assert_eq!(billing_date("2027-12-01 10:00:00"), Some("2027-12-01T00:00:00Z".parse().unwrap()));
+        assert_eq!(billing_date("2027-12-01 10:00:00"), Some("2027-12-01T10:00:00Z".parse().unwrap()));
+        assert_eq!(billing_date("2027-12-01 late"), Some("2027-12-01T00:00:00Z".parse().unwrap()));
         assert_eq!(billing_date("yesterday"), None);
         assert_eq!(billing_date(""), None);
-    }
-
-    #[test]
-    fn renewal_at_two_thirds() {
-        let nb = Timestamp::UNIX_EPOCH;
-        let info =
-            CertInfo { not_before: nb, not_after: nb + SignedDuration::from_hours(24 * 90), ..Default::default() };
-        assert_eq!(renewal_time(&info), nb + SignedDuration::from_hours(24 * 60));
     }
 
     #[test]

@@ -123,6 +123,9 @@ pub struct Metrics {
     pub expiration: Family<CertificateLabels, Gauge>,
     pub renewal: Family<CertificateLabels, Gauge>,
     pub subscription_end: Family<CertificateLabels, Gauge>,
+    /// 1 while the certificate's `SubscriptionEnding` condition is True (the operator's own
+    /// warning time, `--subscription-warning`).
+    pub subscription_ending: Family<CertificateLabels, Gauge>,
     pub issuer_ready: Family<IssuerConditionLabels, Gauge>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
@@ -148,6 +151,7 @@ impl Default for Metrics {
             expiration: Family::default(),
             renewal: Family::default(),
             subscription_end: Family::default(),
+            subscription_ending: Family::default(),
             issuer_ready: Family::default(),
             reconciles: Family::default(),
             errors: Family::default(),
@@ -173,6 +177,11 @@ impl Default for Metrics {
             "certificate_subscription_end_timestamp_seconds",
             "When the paid subscription ends (the billing's expiredate)",
             m.subscription_end.clone(),
+        );
+        r.register(
+            "certificate_subscription_ending",
+            "1 while the subscription ends within the operator's warning time or has ended",
+            m.subscription_ending.clone(),
         );
         r.register(
             "issuer_ready_status",
@@ -260,6 +269,7 @@ impl Metrics {
         self.expiration.remove(labels);
         self.renewal.remove(labels);
         self.subscription_end.remove(labels);
+        self.subscription_ending.remove(labels);
     }
 
     /// Counts a reconcile that ended in a failure.

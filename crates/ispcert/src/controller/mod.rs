@@ -17,6 +17,7 @@ pub mod issuers;
 pub mod metrics;
 pub mod plan;
 pub mod reasons;
+pub mod renewal;
 pub mod secrets;
 pub mod settings;
 pub mod status;

@@ -5,6 +5,7 @@
 //! what CEL cannot see (the issuer's defaults and region) and a second line for manifests that
 //! reached the API some other way.
 
+use super::renewal::RenewBefore;
 use crate::billing::{Approvers, Contact, is_allowed_approver, mailbox_domain};
 use crate::catalog::{self, Product, Region};
 use crate::crd::{
@@ -45,6 +46,7 @@ pub struct Plan {
     pub secret_name: String,
     pub secret_template: SecretTemplate,
     pub deletion_policy: DeletionPolicy,
+    pub renew_before: RenewBefore,
 }
 
 impl Plan {
@@ -140,6 +142,7 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
         billing_subject_complete(&subject, &mut problems);
     }
     let (admin, tech) = contacts(spec, issuer, &mut problems);
+    let renew_before = renew_before(spec, &mut problems);
 
     if !problems.is_empty() {
         return Err(problems);
@@ -166,7 +169,25 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
         secret_name: spec.secret_name.clone(),
         secret_template: spec.secret_template.clone().unwrap_or_default(),
         deletion_policy: spec.deletion_policy,
+        renew_before,
     })
+}
+
+/// `renewBefore` or `renewBeforePercentage`, as the CEL rules check them at apply time.
+fn renew_before(spec: &IspCertificateSpec, problems: &mut Vec<String>) -> RenewBefore {
+    match (&spec.renew_before, spec.renew_before_percentage) {
+        (Some(_), Some(_)) => problems.push("set renewBefore or renewBeforePercentage, not both".into()),
+        (Some(text), None) => {
+            match humantime::parse_duration(text).ok().and_then(|d| jiff::SignedDuration::try_from(d).ok()) {
+                Some(d) if !d.is_zero() => return RenewBefore::Duration(d),
+                _ => problems.push(format!("renewBefore {text:?} must be a positive duration such as 720h or 360h30m")),
+            }
+        }
+        (None, Some(p)) if (1..=99).contains(&p) => return RenewBefore::Percentage(p),
+        (None, Some(p)) => problems.push(format!("renewBeforePercentage must be 1 to 99, not {p}")),
+        (None, None) => {}
+    }
+    RenewBefore::TwoThirds
 }
 
 /// The product, by name or by a price-list id of the issuer's region.
@@ -390,7 +411,31 @@ mod tests {
             secret_name: "tls".into(),
             secret_template: None,
             deletion_policy: DeletionPolicy::Retain,
+            renew_before: None,
+            renew_before_percentage: None,
         }
+    }
+
+    #[test]
+    fn renew_before_is_a_duration_or_a_percentage_not_both() {
+        let with = |before: Option<&str>, percentage: Option<u32>| {
+            let mut s = spec("alphassl", "www.example.com");
+            s.renew_before = before.map(String::from);
+            s.renew_before_percentage = percentage;
+            plan(&s, &issuer()).map(|p| p.renew_before).map_err(|e| e.join("\n"))
+        };
+        let hours = |h: i64| jiff::SignedDuration::from_hours(h);
+        assert_eq!(with(None, None), Ok(RenewBefore::TwoThirds));
+        assert_eq!(with(Some("720h"), None), Ok(RenewBefore::Duration(hours(720))));
+        assert_eq!(
+            with(Some("1h30m"), None),
+            Ok(RenewBefore::Duration(hours(1) + jiff::SignedDuration::from_mins(30)))
+        );
+        assert_eq!(with(None, Some(25)), Ok(RenewBefore::Percentage(25)));
+        assert!(with(Some("soon"), None).unwrap_err().contains("renewBefore \"soon\" must be a positive duration"));
+        assert!(with(Some("0s"), None).is_err());
+        assert!(with(None, Some(100)).unwrap_err().contains("1 to 99"));
+        assert!(with(Some("1h"), Some(10)).unwrap_err().contains("not both"));
     }
 
     fn problems(s: &IspCertificateSpec) -> String {

@@ -7,6 +7,9 @@ pub const ISSUING: &str = "Issuing";
 /// True when the resource is not Ready and waits for a person (the kstatus convention: Flux and
 /// other GitOps tools report such a resource as failed instead of waiting for it).
 pub const STALLED: &str = "Stalled";
+/// True from the warning time ahead of the subscription's end (reason `SubscriptionEnding`), and
+/// after it (reason `SubscriptionEnded`).
+pub const SUBSCRIPTION_ENDING: &str = "SubscriptionEnding";
 
 // Success and progress.
 pub const ISSUED: &str = "Issued";
@@ -21,6 +24,8 @@ pub const SECRET_WRITTEN: &str = "SecretWritten";
 pub const SECRET_RESTORED: &str = "SecretRestored";
 pub const DELETED_AT_BILLING: &str = "DeletedAtBilling";
 pub const RENEWAL_SCHEDULED: &str = "RenewalScheduled";
+pub const SUBSCRIPTION_ACTIVE: &str = "SubscriptionActive";
+pub const RENEW_REQUESTED: &str = "RenewRequested";
 
 // Waiting on something outside this resource.
 pub const ISSUER_NOT_FOUND: &str = "IssuerNotFound";
@@ -39,6 +44,14 @@ pub const ORDER_NOT_FOUND: &str = "OrderNotFound";
 pub const ORDER_FAILED: &str = "OrderFailed";
 pub const ORDER_SUSPENDED: &str = "OrderSuspended";
 pub const CERTIFICATE_MISMATCH: &str = "CertificateMismatch";
+/// The certificate the Secret serves has expired (whatever is under way to replace it).
+pub const EXPIRED: &str = "Expired";
+/// The paid subscription has ended: nothing is bought automatically under `Manual`.
+pub const SUBSCRIPTION_ENDED: &str = "SubscriptionEnded";
+/// A reissue was requested the allowed number of times without being completed.
+pub const REISSUE_STUCK: &str = "ReissueStuck";
+/// The CA refused a reissue; it is requested again a bounded number of times.
+pub const REISSUE_FAILED: &str = "ReissueFailed";
 /// The account holds orders that may be the one wanted: a person adopts one or confirms another.
 pub const UNCLAIMED_ORDER_FOUND: &str = "UnclaimedOrderFound";
 /// The issuer's order budget allows no further order now.

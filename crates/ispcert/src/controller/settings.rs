@@ -27,6 +27,18 @@ pub struct Settings {
     /// The smallest wait between two checks of credentials the billing refused, unless the
     /// Secret changes: repeated wrong logins can lock an account.
     pub wrong_credentials_retry: Duration,
+    /// The least time between a certificate's start and its renewal, and the least a reissue must
+    /// add before the subscription ends (see `renewal`).
+    pub renewal_floor: Duration,
+    /// How far ahead of a subscription's end `SubscriptionEnding` is reported.
+    pub subscription_warning: Duration,
+    /// How old a list may be that a certificate near its subscription's end reads it from (one
+    /// list per account, shared by all such certificates).
+    pub subscription_recheck: Duration,
+    /// How long a reissue may wait for approval before it is requested again.
+    pub reissue_timeout: Duration,
+    /// Reissue requests for one need before the certificate stops and asks a person.
+    pub reissue_attempts: u32,
     /// Certificate reconciles running at once. A burst of new certificates waits in the
     /// controller's queue (an object reference each) instead of in half-done reconciles.
     pub concurrency: u16,
@@ -47,6 +59,12 @@ impl Default for Settings {
             order_grace: Duration::from_secs(300),
             issuer_recheck: Duration::from_secs(600),
             wrong_credentials_retry: Duration::from_secs(300),
+            renewal_floor: Duration::from_secs(7 * 24 * 3600),
+            subscription_warning: Duration::from_secs(30 * 24 * 3600),
+            subscription_recheck: Duration::from_secs(3600),
+            // Approver emails are answered within days, not hours.
+            reissue_timeout: Duration::from_secs(3 * 24 * 3600),
+            reissue_attempts: 3,
             concurrency: 32,
             manager: "ispcert".into(),
         }
@@ -64,6 +82,8 @@ impl Settings {
             order_grace: Duration::from_secs(8),
             issuer_recheck: Duration::from_secs(60),
             wrong_credentials_retry: Duration::from_secs(2),
+            renewal_floor: Duration::from_secs(2),
+            subscription_recheck: Duration::from_secs(1),
             ..Settings::default()
         }
     }

@@ -43,6 +43,7 @@ pub const DNS_NAME_RULE: &str = "self.matches('^(\\\\*\\\\.)?([A-Za-z0-9]([-A-Za
 #[x_kube(validation = Rule::new("!has(self.approvers) || self.approvers.all(a, a.domain == self.commonName || (has(self.altNames) && a.domain in self.altNames))").message("every approvers[].domain must be the commonName or one of altNames"))]
 #[x_kube(validation = Rule::new("has(self.approverMailbox) || (has(self.approvers) && self.approvers.exists(a, a.domain == self.commonName) && (!has(self.altNames) || self.altNames.all(n, self.approvers.exists(a, a.domain == n))))").message("every name needs an approver: set approverMailbox (e.g. admin) or list each name under approvers"))]
 #[x_kube(validation = Rule::new("!has(self.altNames) || !(self.commonName in self.altNames)").message("altNames must not repeat the commonName"))]
+#[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set renewBefore or renewBeforePercentage, not both"))]
 #[serde(rename_all = "camelCase")]
 pub struct IspCertificateSpec {
     /// The `IspIssuer` (same namespace) or `ClusterIspIssuer` whose billing account pays.
@@ -122,6 +123,22 @@ pub struct IspCertificateSpec {
     /// Labels and annotations copied onto the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
+
+    /// How long before the certificate expires it is renewed (a free reissue), as a duration such
+    /// as `720h` or `360h30m`. A value of the whole lifetime or more means the default: two
+    /// thirds into the certificate's real lifetime. Renewals never come sooner after a
+    /// certificate's start than the operator's `--renewal-floor` (7 days by default). Not with
+    /// `renewBeforePercentage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(h|m|s|ms))+$') && duration(self) > duration('0s')").message("renewBefore must be a positive duration such as 720h or 360h30m"))]
+    #[schemars(length(max = 32))]
+    pub renew_before: Option<String>,
+
+    /// Renew when this percentage of the certificate's lifetime is left, 1 to 99 (cert-manager's
+    /// meaning). Not with `renewBefore`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
+    pub renew_before_percentage: Option<u32>,
 
     /// What deleting this resource does. `Retain` (default) keeps the order, the Secret and the
     /// key Secret (applying the manifest again adopts them, buying nothing); `Delete` deletes the
@@ -320,6 +337,16 @@ pub struct ReissueState {
     /// the new one is not ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_serial: Option<String>,
+    /// Requests made for this need so far (1 when unset); a reissue not completed within the
+    /// operator's `--reissue-timeout` (doubling with each request) is requested again, up to
+    /// `--reissue-attempts` times.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 4294967295u32))]
+    pub attempts: Option<u32>,
+    /// Set when the billing showed the CA refusing this request (certificate state 6): it is
+    /// requested again after the backoff instead of the approval timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<bool>,
 }
 
 /// What the operator knows about the order and the certificate.
@@ -370,9 +397,15 @@ pub struct CertificateStatus {
     /// DNS names of the stored certificate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns_names: Vec<String>,
-    /// When the operator will reissue the certificate (two thirds into its lifetime).
+    /// When the operator will reissue the certificate (`renewBefore`, `renewBeforePercentage` or two
+    /// thirds into its lifetime). Unset when the subscription ends too soon for a reissue to help.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
+    /// The value of the `ispcert.dev/renew` annotation (written by `ispcert renew`) last acted on:
+    /// a different value asks for a free reissue now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub renew_request: Option<String>,
     /// When the last attempt failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<Time>,

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use crate::controller::reasons as r;
 
+/// How often a certificate whose Secret another certificate writes looks again.
+pub const SECRET_IN_USE_RECHECK: Duration = Duration::from_secs(20);
+
 /// What a stage decided when the reconcile cannot go on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stop {
@@ -82,7 +85,9 @@ impl Stop {
             format!(
                 "Secret {secret} is already written by IspCertificate {owner} (created first); choose another secretName. Nothing is ordered meanwhile"
             ),
-            None,
+            // Looked at again now and then (from the cache, no API call): when the other
+            // certificate goes, this one takes the Secret over without anyone editing it.
+            Some(SECRET_IN_USE_RECHECK),
         )
     }
 

@@ -11,22 +11,28 @@ use super::flow::{Flow, Stop, go};
 use super::key::Material;
 use super::ledger::{Change, Ledger};
 use super::output::{apply_secret, chain_in};
+use super::reissue::{self, Repeat};
 use super::run::Run;
 use super::settle::Note;
-use super::{reissue, store};
+use super::store;
 use crate::billing::BillingError;
 use crate::controller::context::Error;
-use crate::controller::decide::{
-    BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state, renewal_time,
-};
+use crate::controller::decide::{BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state};
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
+use crate::controller::renewal::{Renewal, RenewalPolicy, Subscription, plan_renewal, subscription};
 use crate::controller::secrets::{Provenance, managed_for, tls_secret};
-use crate::pki::chain::Chain;
+use crate::crd::CertificateStatus;
+use crate::pki::chain::{CertInfo, Chain};
 use crate::pki::keys;
+use kube::ResourceExt;
 
 /// What every step after the order works with: the plan, the issuer, the key and the order id.
+/// Annotation `ispcert renew` sets (to the time of the request): a value the status has not
+/// acted on yet asks for a free reissue now. Safe to repeat: each value is acted on once.
+pub const RENEW_ANNOTATION: &str = "ispcert.dev/renew";
+
 pub struct Order<'a> {
     pub plan: &'a Plan,
     pub issuer: &'a IssuerView,
@@ -56,6 +62,7 @@ pub async fn converge(
     existing: Option<Secret>,
 ) -> Result<Flow<()>, Error> {
     let order = Order { plan, issuer, material, id: order_id };
+    let renew_asked = renew_request(run, ledger.status());
     // The Secret may hold a good certificate already: then nothing is asked of the billing.
     if ledger.status().reissue.is_none()
         && let Some(s) = existing.as_ref().filter(|s| managed_for(s, &run.name))
@@ -63,20 +70,145 @@ pub async fn converge(
     {
         let info = stored.leaf_info();
         if judge(plan, &info, &material.bits, None, run.now) == Verdict::Accept {
-            if run.now >= renewal_time(&info) {
-                return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial).await;
+            go!(refresh_subscription(run, ledger, &order).await);
+            let due = renewal_of(run, plan, &info, ledger.status()).at().is_some_and(|at| run.now >= at);
+            if let Some(value) = renew_asked {
+                ledger.record(Change::RenewRequestHandled(value));
+                ledger.note(Note::normal(
+                    r::RENEW_REQUESTED,
+                    "renewal requested through the ispcert.dev/renew annotation",
+                ));
+                return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial, 1).await;
+            }
+            if due {
+                return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial, 1).await;
             }
             return store::store(run, ledger, &order, stored, existing.as_ref()).await;
         }
     }
+    // A reissue under way may be due again (timed out, refused by the CA); a renewal asked for
+    // meanwhile starts a fresh series of requests.
+    let settings = &run.ctx.shared.settings;
+    let mut repeat = match &ledger.status().reissue {
+        Some(re) => {
+            reissue::repeat(re, settings.reissue_timeout, settings.backoff_max, settings.reissue_attempts, run.now)
+        }
+        None => Repeat::Wait,
+    };
+    if let Some(value) = renew_asked {
+        // A reissue under way answers the request; one given up on is requested afresh.
+        ledger.record(Change::RenewRequestHandled(value));
+        if repeat == Repeat::Exhausted {
+            repeat = Repeat::Again(1);
+        }
+    }
+    if let (Repeat::Again(attempt), Some(re)) = (repeat, ledger.status().reissue.clone()) {
+        let serial = re.previous_serial.clone().unwrap_or_default();
+        return reissue::request(run, ledger, &order, reissue::need_of(&re.reason), &serial, attempt).await;
+    }
     // A new order or a reissue is followed through the list; a known certificate whose Secret
     // was lost is downloaded directly.
+    let flow = follow_billing(run, ledger, &order, existing.as_ref()).await?;
+    Ok(match (flow, repeat) {
+        (Flow::Stop(stop), Repeat::Exhausted) if stop.ready != Some(true) => {
+            Flow::Stop(exhausted(run, ledger.status(), stop))
+        }
+        (flow, _) => flow,
+    })
+}
+
+/// Polls (for a new order or a reissue), downloads and judges.
+async fn follow_billing(
+    run: &Run<'_>,
+    ledger: &mut Ledger,
+    order: &Order<'_>,
+    existing: Option<&Secret>,
+) -> Result<Flow<()>, Error> {
     let status = ledger.status();
     if status.serial_number.is_none() || status.reissue.is_some() {
-        go!(poll(run, ledger, &order).await);
+        go!(poll(run, ledger, order).await);
     }
-    let downloaded = go!(download(run, &order).await);
-    judged(run, ledger, &order, downloaded, existing.as_ref()).await
+    let downloaded = go!(download(run, order).await);
+    judged(run, ledger, order, downloaded, existing).await
+}
+
+/// The value of the `ispcert.dev/renew` annotation when it asks for a renewal not acted on yet.
+pub fn renew_request(run: &Run<'_>, status: &CertificateStatus) -> Option<String> {
+    let value = run.cert.annotations().get(RENEW_ANNOTATION).filter(|v| !v.is_empty())?;
+    (status.renew_request.as_ref() != Some(value)).then(|| value.clone())
+}
+
+/// A reissue requested as often as allowed and still not completed: a person must look.
+fn exhausted(run: &Run<'_>, status: &CertificateStatus, pending: Stop) -> Stop {
+    let Some(re) = &status.reissue else { return pending };
+    let attempts = re.attempts.unwrap_or(1);
+    let order = status.order_id.as_deref().unwrap_or("?");
+    let (reason, what) = if re.failed == Some(true) {
+        (
+            r::REISSUE_FAILED,
+            format!("the CA refused the free reissue of order {order} ({}) {attempts} times", re.reason),
+        )
+    } else {
+        (
+            r::REISSUE_STUCK,
+            format!(
+                "the free reissue of order {order} ({}) was requested {attempts} times and not completed",
+                re.reason
+            ),
+        )
+    };
+    Stop::blocked(
+        reason,
+        format!(
+            "{what}: check the approver mailboxes and the order in the billing panel, then run `ispcert renew {} -n {}` to request it again",
+            run.name, run.ns
+        ),
+        // The billing may still complete it: look now and then.
+        Some(Duration::from_secs(600)),
+    )
+}
+
+/// Near or past the subscription's end, its end is read again from the account's list (shared,
+/// at most `subscription_recheck` old): a person may have prolonged it in the billing panel. An
+/// end never read (a certificate issued at once is never looked up in the list) is expected a
+/// period after the order, and read when that comes near: no list call before.
+async fn refresh_subscription(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()> {
+    let settings = &run.ctx.shared.settings;
+    let warning = jiff::SignedDuration::try_from(settings.subscription_warning).unwrap_or_default();
+    let status = ledger.status();
+    let end = status.subscription_end.as_ref().map(|t| t.0).or_else(|| expected_end(status, order.plan.period));
+    if subscription(end, warning, run.now) == Subscription::Running {
+        return Flow::Go(());
+    }
+    let handle = match run.handle(order.issuer) {
+        Flow::Go(h) => h,
+        Flow::Stop(s) => return Flow::Stop(s),
+    };
+    match handle.account.snapshot(&handle.client, settings.subscription_recheck).await {
+        Ok(snapshot) => {
+            if let Some(end) = snapshot.row(order.id).and_then(|row| row.expires.as_deref()).and_then(billing_date) {
+                ledger.record(Change::SubscriptionEnd(end));
+            }
+            Flow::Go(())
+        }
+        Err(e) => Flow::Stop(run.billing_stop(order.issuer, e, "reading the subscription's end")),
+    }
+}
+
+/// When a subscription whose end was never read is expected to end: `period` months after the
+/// order (the billing's own rule for `expiredate`).
+fn expected_end(status: &CertificateStatus, period: u32) -> Option<jiff::Timestamp> {
+    let ordered = status.ordered_at.as_ref()?.0;
+    let months = jiff::Span::new().try_months(i64::from(period)).ok()?;
+    ordered.to_zoned(jiff::tz::TimeZone::UTC).checked_add(months).ok().map(|z| z.timestamp())
+}
+
+/// The renewal plan of a certificate this order serves, under the spec's `renewBefore`, the
+/// operator's floor and the subscription's end as last read.
+pub fn renewal_of(run: &Run<'_>, plan: &Plan, info: &CertInfo, status: &CertificateStatus) -> Renewal {
+    let floor = jiff::SignedDuration::try_from(run.ctx.shared.settings.renewal_floor).unwrap_or_default();
+    let policy = RenewalPolicy { before: plan.renew_before, floor };
+    plan_renewal(info, &policy, status.subscription_end.as_ref().map(|t| t.0))
 }
 
 /// How long a pending certificate waits before it looks again.
@@ -118,7 +250,16 @@ async fn poll(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()>
     }
     let recent =
         ledger.status().ordered_at.as_ref().is_some_and(|t| crate::time::elapsed_since(t.0) < settings.order_grace);
-    match phase_stop(&billing_phase(row), order.id, recent, poll_wait(run)) {
+    let phase = billing_phase(row);
+    if phase == BillingPhase::Failed && ledger.status().reissue.is_some() {
+        // A refused reissue is requested again after the backoff (`reissue::repeat`), up to the
+        // allowed number of times; the order itself is fine.
+        ledger.record(Change::ReissueFailed);
+        let what =
+            format!("order {}: the CA refused the free reissue; it is requested again after a backoff", order.id);
+        return Flow::Stop(Stop::pending(r::REISSUE_FAILED, what, settings.backoff_max));
+    }
+    match phase_stop(&phase, order.id, recent, poll_wait(run)) {
         None => Flow::Go(()),
         Some((change, stop)) => {
             if let Some(change) = change {
@@ -223,7 +364,21 @@ async fn judged(
                 poll_wait(run),
             )))
         }
-        Verdict::Reissue(need) => reissue::request(run, ledger, order, need, &info.serial).await,
+        Verdict::Reissue(ReissueNeed::Renewal) => {
+            // An expired certificate is renewed only within a subscription that lets the renewal
+            // live; otherwise the subscription's end is what to act on (reissues near it would
+            // each live shorter than the last).
+            go!(refresh_subscription(run, ledger, order).await);
+            if let Renewal::SubscriptionEnds(_) = renewal_of(run, order.plan, &info, ledger.status()) {
+                return Ok(Flow::Stop(Stop::blocked(
+                    r::SUBSCRIPTION_ENDED,
+                    format!("order {}: the subscription has ended; prolong it in the billing panel", order.id),
+                    Some(Duration::from_secs(600)),
+                )));
+            }
+            reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, 1).await
+        }
+        Verdict::Reissue(need) => reissue::request(run, ledger, order, need, &info.serial, 1).await,
         Verdict::Reject(why) => Ok(Flow::Stop(Stop::blocked(r::CERTIFICATE_MISMATCH, why, None))),
     }
 }

@@ -35,6 +35,10 @@ pub enum Change {
     SubscriptionEnd(Timestamp),
     /// A free reissue was requested.
     ReissueRequested(ReissueState),
+    /// The billing shows the CA refusing the reissue under way.
+    ReissueFailed,
+    /// The `ispcert.dev/renew` annotation with this value has been acted on.
+    RenewRequestHandled(String),
     /// A certificate for the spec is stored in the Secret.
     Stored(Stored),
 }
@@ -46,7 +50,8 @@ pub struct Stored {
     pub not_before: Timestamp,
     pub not_after: Timestamp,
     pub names: Vec<String>,
-    pub renewal: Timestamp,
+    /// `None` when the subscription ends too soon for a renewal to help.
+    pub renewal: Option<Timestamp>,
 }
 
 /// Applies one change to a status. Pure.
@@ -74,12 +79,18 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
         Change::OrderState(state) => status.order_state = Some(state),
         Change::SubscriptionEnd(t) => status.subscription_end = Some(Time(t)),
         Change::ReissueRequested(reissue) => status.reissue = Some(reissue),
+        Change::ReissueFailed => {
+            if let Some(reissue) = status.reissue.as_mut() {
+                reissue.failed = Some(true);
+            }
+        }
+        Change::RenewRequestHandled(value) => status.renew_request = Some(value),
         Change::Stored(s) => {
             status.not_before = Some(Time(s.not_before));
             status.not_after = Some(Time(s.not_after));
             status.serial_number = Some(s.serial);
             status.dns_names = s.names;
-            status.renewal_time = Some(Time(s.renewal));
+            status.renewal_time = s.renewal.map(Time);
             status.reissue = None;
             if status.order_state.as_deref().is_none_or(|st| !st.starts_with("active")) {
                 status.order_state = Some("active/issued".into());
@@ -265,10 +276,15 @@ mod tests {
             not_before: t,
             not_after: t + SignedDuration::from_hours(24 * 90),
             names: vec!["a.example.com".into()],
-            renewal: t + SignedDuration::from_hours(24 * 60),
+            renewal: Some(t + SignedDuration::from_hours(24 * 60)),
         };
-        let reissue =
-            ReissueState { requested_at: Time(t), reason: "Renewal".into(), previous_serial: Some("09".into()) };
+        let reissue = ReissueState {
+            requested_at: Time(t),
+            reason: "Renewal".into(),
+            previous_serial: Some("09".into()),
+            attempts: None,
+            failed: None,
+        };
         for (state, want) in
             [(None, "active/issued"), (Some("processing"), "active/issued"), (Some("active"), "active")]
         {
@@ -281,7 +297,7 @@ mod tests {
             assert_eq!(s.reissue, None);
             assert_eq!(s.order_state.as_deref(), Some(want));
             assert_eq!((s.serial_number.as_deref(), s.dns_names.len()), (Some("0a"), 1));
-            assert_eq!(s.renewal_time, Some(Time(stored.renewal)));
+            assert_eq!(s.renewal_time, stored.renewal.map(Time));
         }
         let mut s = CertificateStatus::default();
         apply(&mut s, Change::ReissueRequested(reissue.clone()));

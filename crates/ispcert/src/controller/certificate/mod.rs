@@ -34,6 +34,7 @@ use tracing::{Instrument, debug, info, warn};
 pub use doubt::{ADOPT_ORDER_ANNOTATION, CONFIRM_NEW_ORDER_ANNOTATION};
 pub(crate) use flow::go;
 pub use flow::{Flow, Requeue, Stop};
+pub use follow::RENEW_ANNOTATION;
 pub use ledger::{Change, Ledger};
 use run::Run;
 pub use settle::{Inputs, Note, Settled, settle};
@@ -109,6 +110,7 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
         events,
         generation: run.cert.metadata.generation,
         secret_name: &run.cert.spec.secret_name,
+        subscription_warning: jiff::SignedDuration::try_from(shared.settings.subscription_warning).unwrap_or_default(),
         now: run.now,
     };
     let settled = settle(inputs, &stop);
@@ -117,7 +119,13 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
         Requeue::After(d) => Some(d),
         Requeue::OnChange => None,
         Requeue::Backoff => {
-            Some(shared.backoff.fail(&backoff_key, shared.settings.backoff_min, shared.settings.backoff_max))
+            let known = old.failed_attempts.unwrap_or(0);
+            Some(shared.backoff.fail_after(
+                &backoff_key,
+                known,
+                shared.settings.backoff_min,
+                shared.settings.backoff_max,
+            ))
         }
     };
     if settled.reset_backoff {
@@ -158,9 +166,19 @@ fn publish_metrics(run: &Run<'_>, settled: &Settled) {
         (&metrics.renewal, &status.renewal_time),
         (&metrics.subscription_end, &status.subscription_end),
     ] {
-        if let Some(t) = time {
-            family.get_or_create(&labels).set(t.0.as_second());
+        match time {
+            Some(t) => {
+                family.get_or_create(&labels).set(t.0.as_second());
+            }
+            // No renewal planned (the subscription ends first): no stale series.
+            None => {
+                family.remove(&labels);
+            }
         }
+    }
+    if status.subscription_end.is_some() {
+        let ending = super::conditions::is_true(&status.conditions, super::reasons::SUBSCRIPTION_ENDING);
+        metrics.subscription_ending.get_or_create(&labels).set(i64::from(ending));
     }
 }
 

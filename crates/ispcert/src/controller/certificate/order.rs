@@ -77,6 +77,13 @@ pub async fn ensure(
     material: &Material,
     output: Option<&Secret>,
 ) -> Result<Flow<String>, Error> {
+    // A recorded order on a recorded account needs no billing client: right after a restart the
+    // issuers are still being checked, and a Ready certificate must not flap to "waiting for the
+    // issuer" meanwhile (later stages ask for the client when they call the billing).
+    let status = ledger.status();
+    if let (Some(id), Some(_)) = (&status.order_id, &status.account) {
+        return Ok(Flow::Go(id.clone()));
+    }
     let handle = go!(run.handle(issuer));
     if let Some(change) = account_change(ledger.status(), handle.account.key()) {
         ledger.record(change);

@@ -9,12 +9,13 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
-use super::flow::{Flow, Stop};
+use super::flow::{Flow, SECRET_IN_USE_RECHECK, Stop};
 use super::run::Run;
 use crate::controller::conditions;
 use crate::controller::context::{Error, KubeResult};
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
+use crate::controller::renewal::{Subscription, subscription};
 use crate::controller::secrets::{ANN_SERIAL, LABEL_CERTIFICATE, TLS_SECRET_TYPE, key_secret_name, managed_for};
 use crate::crd::CertificateStatus;
 use crate::pki::chain::{self, Chain};
@@ -41,7 +42,9 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
         && s.order_id.is_some()
         && s.reissue.is_none()
         && s.order_attempt.is_none()
-        && run.now < renewal;
+        && run.now < renewal
+        && super::follow::renew_request(run, s).is_none()
+        && subscription_running(run, s);
     if !settled {
         return None;
     }
@@ -56,6 +59,12 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
         let c = conditions::get(&s.conditions, r::READY).map(|c| c.message.clone()).unwrap_or_default();
         Stop::ready(c, Some(until(renewal)))
     })
+}
+
+/// Whether the subscription is far from its end (near it, its end is read again).
+fn subscription_running(run: &Run<'_>, s: &CertificateStatus) -> bool {
+    let warning = jiff::SignedDuration::try_from(run.ctx.shared.settings.subscription_warning).unwrap_or_default();
+    subscription(s.subscription_end.as_ref().map(|t| t.0), warning, run.now) == Subscription::Running
 }
 
 /// The chain stored in a Secret, if it parses.
@@ -98,7 +107,9 @@ fn refusal(run: &Run<'_>, plan: &Plan, s: &Secret) -> Option<Stop> {
             return Some(Stop::blocked(
                 r::SECRET_IN_USE,
                 format!("Secret {name} is written by IspCertificate {other}; choose another secretName"),
-                None,
+                // Looked at again now and then: when the other certificate goes, this one takes
+                // the Secret over without anyone editing it.
+                Some(SECRET_IN_USE_RECHECK),
             ));
         }
         if !s.labels().contains_key(LABEL_CERTIFICATE) {

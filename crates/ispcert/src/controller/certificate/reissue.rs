@@ -1,7 +1,11 @@
 //! A free reissue of the order: which of the billing's three forms serves the need, with a new
-//! key first when the key rotates, recorded in the status as soon as the billing took it.
+//! key first when the key rotates, recorded in the status as soon as the billing took it; and
+//! when a reissue that is not completed (an approver email nobody answered, a CA refusal) is
+//! requested again, a bounded number of times.
 
-use jiff::Timestamp;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::flow::{Flow, Stop, go};
@@ -16,6 +20,7 @@ use crate::controller::decide::ReissueNeed;
 use crate::controller::plan::{KeyPlan, Plan};
 use crate::controller::reasons as r;
 use crate::crd::ReissueState;
+use kube::runtime::events::EventType;
 
 /// The reissue form a need takes. `None` for a rotation: the form carries the new key's CSR,
 /// made first. Pure.
@@ -29,14 +34,52 @@ pub fn form(need: ReissueNeed, plan: &Plan, material: &Material) -> Option<Reiss
     })
 }
 
+/// The need a recorded reissue serves, from its reason.
+pub fn need_of(reason: &str) -> ReissueNeed {
+    match reason {
+        "NamesChanged" => ReissueNeed::Names,
+        "KeyMismatch" => ReissueNeed::Key,
+        _ => ReissueNeed::Renewal,
+    }
+}
+
+/// What a reissue under way calls for now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// Keep waiting for it.
+    Wait,
+    /// Request it again, as this attempt.
+    Again(u32),
+    /// Requested the allowed number of times, and the last one timed out too.
+    Exhausted,
+}
+
+/// When a reissue is requested again. Pure.
+///
+/// An attempt waits `timeout`·2ⁿ⁻¹ for approval (approver emails are answered within days), or
+/// `failure_wait`·2ⁿ⁻¹ once the CA refused it; after `max` attempts it is exhausted.
+pub fn repeat(reissue: &ReissueState, timeout: Duration, failure_wait: Duration, max: u32, now: Timestamp) -> Repeat {
+    let attempts = reissue.attempts.unwrap_or(1).max(1);
+    let base = if reissue.failed == Some(true) { failure_wait.min(timeout) } else { timeout };
+    let wait = base.saturating_mul(1u32 << (attempts - 1).min(16));
+    let due = SignedDuration::try_from(wait).ok().and_then(|w| reissue.requested_at.0.checked_add(w).ok());
+    match due {
+        Some(due) if now < due => Repeat::Wait,
+        _ if attempts >= max => Repeat::Exhausted,
+        _ => Repeat::Again(attempts + 1),
+    }
+}
+
 /// Requests a free reissue of the order for `need`; `current_serial` is the certificate it
-/// replaces, which downloads keep showing until the new one is issued.
+/// replaces, which downloads keep showing until the new one is issued. `attempt` counts the
+/// requests for this need: a repeat (2 and up) keeps the key a rotation made for the first one.
 pub async fn request(
     run: &Run<'_>,
     ledger: &mut Ledger,
     order: &Order<'_>,
     need: ReissueNeed,
     current_serial: &str,
+    attempt: u32,
 ) -> Result<Flow<()>, Error> {
     let (plan, order_id) = (order.plan, order.id);
     if need == ReissueNeed::Names && plan.alt_names.is_empty() {
@@ -53,8 +96,10 @@ pub async fn request(
     let handle = go!(run.handle(order.issuer));
     let form = match form(need, plan, order.material) {
         Some(form) => form,
+        None if attempt > 1 => Reissue::Manual { csr: order.material.csr.clone() },
         None => Reissue::Manual { csr: go!(key::rotate(run, ledger, plan, order.issuer).await?).csr },
     };
+    let failed_before = ledger.status().reissue.as_ref().is_some_and(|r| r.failed == Some(true));
     if let Err(e) = handle.client.reissue(order_id, &form, &plan.approvers).await {
         let what = format!("requesting a free reissue ({}) of order {order_id}", need.reason());
         return Ok(Flow::Stop(match e {
@@ -71,12 +116,28 @@ pub async fn request(
         requested_at: Time(Timestamp::now()),
         reason: need.reason().to_string(),
         previous_serial: Some(current_serial.to_string()),
+        attempts: (attempt > 1).then_some(attempt),
+        failed: None,
     }));
     ledger.persist(run).await?;
-    ledger.note(Note::normal(
-        r::REISSUING,
-        format!("requested a free reissue of order {order_id} ({}, crt_type={})", need.reason(), form.crt_type()),
-    ));
+    let what = format!("a free reissue of order {order_id} ({}, crt_type={})", need.reason(), form.crt_type());
+    ledger.note(match attempt {
+        1 => Note::normal(r::REISSUING, format!("requested {what}")),
+        _ => {
+            let max = run.ctx.shared.settings.reissue_attempts;
+            let why = if failed_before {
+                "the CA refused the last request"
+            } else {
+                "the last request was not completed in time"
+            };
+            let reason = if failed_before { r::REISSUE_FAILED } else { r::REISSUING };
+            Note {
+                type_: EventType::Warning,
+                reason,
+                text: format!("{why}; requested {what} again (attempt {attempt} of {max})"),
+            }
+        }
+    });
     let wait = run.ctx.shared.settings.poll_interval.max(std::time::Duration::from_millis(200));
     Ok(Flow::Stop(Stop::pending(
         r::REISSUING,
@@ -92,6 +153,38 @@ mod tests {
     use super::*;
     use crate::controller::plan::tests_support::plan_for;
     use crate::pki::keys::KeyAlgorithm;
+
+    #[test]
+    fn a_reissue_is_requested_again_after_its_doubling_wait_a_bounded_number_of_times() {
+        let hour = Duration::from_secs(3600);
+        let t0: Timestamp = "2026-12-01T00:00:00Z".parse().unwrap();
+        let at = |h: i64| t0 + SignedDuration::from_hours(h);
+        let reissue = |attempts: Option<u32>, failed: Option<bool>| ReissueState {
+            requested_at: Time(t0),
+            reason: "Renewal".into(),
+            previous_serial: None,
+            attempts,
+            failed,
+        };
+        // (case, attempts, failed, now, expected) with a 24 h timeout, 1 h after a CA refusal, 3 attempts.
+        let cases = [
+            ("first, within the timeout", None, None, at(23), Repeat::Wait),
+            ("first, timed out", None, None, at(24), Repeat::Again(2)),
+            ("second waits twice as long", Some(2), None, at(47), Repeat::Wait),
+            ("second, timed out", Some(2), None, at(48), Repeat::Again(3)),
+            ("third waits four times as long", Some(3), None, at(95), Repeat::Wait),
+            ("third, timed out: exhausted", Some(3), None, at(96), Repeat::Exhausted),
+            ("refused by the CA: after the failure wait", None, Some(true), at(1), Repeat::Again(2)),
+            ("refused, second", Some(2), Some(true), at(1), Repeat::Wait),
+            ("refused three times", Some(3), Some(true), at(4), Repeat::Exhausted),
+        ];
+        for (case, attempts, failed, now, expected) in cases {
+            assert_eq!(repeat(&reissue(attempts, failed), hour * 24, hour, 3, now), expected, "{case}");
+        }
+        assert_eq!(need_of("NamesChanged"), ReissueNeed::Names);
+        assert_eq!(need_of("KeyMismatch"), ReissueNeed::Key);
+        assert_eq!(need_of("KeyRotation"), ReissueNeed::Renewal);
+    }
 
     #[test]
     fn each_need_takes_its_form() {

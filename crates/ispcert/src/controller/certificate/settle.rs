@@ -3,13 +3,16 @@
 //! failure counters, observed generation), which events does a person see, and when is the
 //! certificate looked at again. Nothing here talks to anything; `finish` acts on the answer.
 
-use jiff::Timestamp;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::events::EventType;
 
 use super::flow::{Requeue, Stop};
 use crate::controller::conditions;
 use crate::controller::reasons as r;
+use crate::controller::renewal::{Subscription, subscription};
 use crate::crd::CertificateStatus;
 
 /// An event to publish: its type, reason and note.
@@ -52,6 +55,8 @@ pub struct Inputs<'a> {
     pub generation: Option<i64>,
     /// `spec.secretName`, for the Ready message.
     pub secret_name: &'a str,
+    /// How far ahead of the subscription's end `SubscriptionEnding` turns True.
+    pub subscription_warning: SignedDuration,
     pub now: Timestamp,
 }
 
@@ -66,8 +71,13 @@ pub struct Inputs<'a> {
 ///   stop), so that GitOps tools following kstatus report it failed instead of waiting.
 /// - An event is published when the outcome (status, reason or message of `Issuing` while issuing,
 ///   of `Ready` otherwise) changed, except for an `Issued` outcome the stages announced already.
+/// - A served certificate that has expired makes Ready False with reason `Expired` (or
+///   `SubscriptionEnded` when the subscription is over), whatever is under way to replace it.
+/// - `SubscriptionEnding` follows the subscription's end as last read: True from the warning time
+///   ahead, with a Warning event when it turns True or the subscription ends, and the certificate
+///   is looked at again at those moments.
 pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
-    let Inputs { old, mut built, mut events, generation, secret_name, now } = inputs;
+    let Inputs { old, mut built, mut events, generation, secret_name, subscription_warning, now } = inputs;
     let serving = conditions::is_true(&old.conditions, r::READY)
         && old.observed_generation == generation
         && built.not_after.as_ref().is_some_and(|t| t.0 > now);
@@ -88,6 +98,10 @@ pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
         (stop.reason, stop.message.clone())
     };
     let ready_message = if ready && ready_message.is_empty() { ready_text(&built, secret_name) } else { ready_message };
+    let sub = subscription(built.subscription_end.as_ref().map(|t| t.0), subscription_warning, now);
+    let expired = !ready && built.serial_number.is_some() && built.not_after.as_ref().is_some_and(|t| t.0 <= now);
+    let (ready_reason, ready_message) =
+        if expired { expired_words(&built, sub, &stop.message, secret_name) } else { (ready_reason, ready_message) };
     conditions::set(&mut built.conditions, r::READY, ready, ready_reason, &ready_message, generation, now);
     let issuing_message = if stop.issuing { stop.message.clone() } else { String::new() };
     conditions::set(&mut built.conditions, r::ISSUING, stop.issuing, stop.reason, issuing_message, generation, now);
@@ -96,17 +110,105 @@ pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
     let stalled_message = if stalled { stop.message.clone() } else { String::new() };
     conditions::set(&mut built.conditions, r::STALLED, stalled, stop.reason, stalled_message, generation, now);
     built.observed_generation = generation;
+    if let Some(note) = set_subscription(&mut built, sub, old, generation, now) {
+        events.push(note);
+    }
 
     let outcome = if stop.issuing { r::ISSUING } else { r::READY };
     let before = conditions::get(&old.conditions, outcome).map(|c| (&c.status, &c.reason, &c.message));
     let after = conditions::get(&built.conditions, outcome).map(|c| (&c.status, &c.reason, &c.message));
     let announced = ready && stop.reason == r::ISSUED && events.iter().any(|e| e.reason == r::ISSUED);
-    if before != after && !announced {
+    // An expiry is announced once, as a Warning, whatever the stop says.
+    let expired_before = conditions::get(&old.conditions, r::READY).is_some_and(|c| c.reason == ready_reason);
+    if expired && !expired_before {
+        events.push(Note { type_: EventType::Warning, reason: ready_reason, text: ready_message.clone() });
+    }
+    if before != after && !announced && !(expired && outcome == r::READY) {
         let type_ = if stop.failure { EventType::Warning } else { EventType::Normal };
         let text = if stop.message.is_empty() { ready_message } else { stop.message.clone() };
         events.push(Note { type_, reason: stop.reason, text });
     }
-    Settled { status: built, events, ready, requeue: stop.requeue, reset_backoff: !stop.failure }
+    let requeue = match (stop.requeue, next_subscription_moment(&built, sub, subscription_warning)) {
+        (Requeue::After(d), Some(t)) => Requeue::After(d.min(wait_until(t, now))),
+        (requeue, _) => requeue,
+    };
+    Settled { status: built, events, ready, requeue, reset_backoff: !stop.failure }
+}
+
+/// The Ready reason and message of a certificate whose served certificate has expired.
+fn expired_words(built: &CertificateStatus, sub: Subscription, pending: &str, secret: &str) -> (&'static str, String) {
+    let at = |t: &Option<Time>| t.as_ref().map(|t| day_and_time(t.0)).unwrap_or_default();
+    let expired = format!("the certificate in Secret {secret} expired at {}", at(&built.not_after));
+    match sub {
+        Subscription::Ended(_) => (r::SUBSCRIPTION_ENDED, format!("{expired}: {}", subscription_words(built, sub))),
+        _ if pending.is_empty() => (r::EXPIRED, expired),
+        _ => (r::EXPIRED, format!("{expired}; {pending}")),
+    }
+}
+
+fn day_and_time(t: Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// What the subscription's state means, in words that say what to do.
+fn subscription_words(built: &CertificateStatus, sub: Subscription) -> String {
+    let order = built.order_id.as_deref().unwrap_or("?");
+    match sub {
+        Subscription::Running => match &built.subscription_end {
+            Some(end) => format!("the subscription of order {order} runs until {}", day_and_time(end.0)),
+            None => String::new(),
+        },
+        Subscription::Ending(end) => format!(
+            "the subscription of order {order} ends at {}: prolong it in the billing panel before then (nothing is bought automatically); the operator then reissues the certificate",
+            day_and_time(end)
+        ),
+        Subscription::Ended(end) => format!(
+            "the subscription of order {order} ended at {}: prolong it in the billing panel (the operator then reissues the certificate), or delete and re-create this IspCertificate to buy a new one",
+            day_and_time(end)
+        ),
+    }
+}
+
+/// Sets `SubscriptionEnding` when the subscription's end is known, and returns the Warning event
+/// of a subscription that starts ending or has ended.
+fn set_subscription(
+    built: &mut CertificateStatus,
+    sub: Subscription,
+    old: &CertificateStatus,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> Option<Note> {
+    built.subscription_end.as_ref()?;
+    let (ending, reason) = match sub {
+        Subscription::Running => (false, r::SUBSCRIPTION_ACTIVE),
+        Subscription::Ending(_) => (true, r::SUBSCRIPTION_ENDING),
+        Subscription::Ended(_) => (true, r::SUBSCRIPTION_ENDED),
+    };
+    let text = subscription_words(built, sub);
+    conditions::set(&mut built.conditions, r::SUBSCRIPTION_ENDING, ending, reason, &text, generation, now);
+    let before =
+        conditions::get(&old.conditions, r::SUBSCRIPTION_ENDING).map(|c| (c.status.as_str(), c.reason.as_str()));
+    let after = if ending { "True" } else { "False" };
+    (ending && before != Some((after, reason))).then_some(Note { type_: EventType::Warning, reason, text })
+}
+
+/// When the subscription's state changes next: the warning time, then the end.
+fn next_subscription_moment(
+    built: &CertificateStatus,
+    sub: Subscription,
+    warning: SignedDuration,
+) -> Option<Timestamp> {
+    let end = built.subscription_end.as_ref()?.0;
+    match sub {
+        Subscription::Running => end.checked_sub(warning).ok(),
+        Subscription::Ending(_) => Some(end),
+        Subscription::Ended(_) => None,
+    }
+}
+
+/// How long from `now` until `t`, at least a second.
+fn wait_until(t: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(t.duration_since(now)).unwrap_or_default().max(Duration::from_secs(1))
 }
 
 /// The Ready message of a certificate that serves.
@@ -146,6 +248,8 @@ mod tests {
     ) -> CertificateStatus {
         let mut s = CertificateStatus {
             observed_generation: generation,
+            order_id: Some("7".into()),
+            serial_number: Some("0a".into()),
             not_after: Some(Time(now() + SignedDuration::from_hours(24 * days_left))),
             ..Default::default()
         };
@@ -160,7 +264,15 @@ mod tests {
     }
 
     fn run(old: &CertificateStatus, events: Vec<Note>, stop: &Stop) -> Settled {
-        let inputs = Inputs { old, built: old.clone(), events, generation: GEN, secret_name: "www-tls", now: now() };
+        let inputs = Inputs {
+            old,
+            built: old.clone(),
+            events,
+            generation: GEN,
+            secret_name: "www-tls",
+            subscription_warning: SignedDuration::from_hours(24 * 30),
+            now: now(),
+        };
         settle(inputs, stop)
     }
 
@@ -198,7 +310,8 @@ mod tests {
             ("serving, renewal failing", &serving, &failed, ("True", r::ISSUED), ("True", r::BILLING_UNREACHABLE)),
             ("serving, then refused", &serving, &invalid, ("False", r::INVALID_SPEC), ("False", r::INVALID_SPEC)),
             ("serving, issued again", &serving, &issued, ("True", r::ISSUED), ("False", r::ISSUED)),
-            ("expired, renewal pending", &expired, &waiting, ("False", r::PENDING), ("True", r::PENDING)),
+            ("expired, renewal pending", &expired, &waiting, ("False", r::EXPIRED), ("True", r::PENDING)),
+            ("expired, renewal failing", &expired, &failed, ("False", r::EXPIRED), ("True", r::BILLING_UNREACHABLE)),
             ("older spec, pending", &older_spec, &waiting, ("False", r::PENDING), ("True", r::PENDING)),
             ("blocked, then fixed and issued", &blocked, &issued, ("True", r::ISSUED), ("False", r::ISSUED)),
             ("blocked, then pending", &blocked, &waiting, ("False", r::PENDING), ("True", r::PENDING)),
@@ -214,6 +327,57 @@ mod tests {
             assert_eq!(s.ready, ready.0 == "True", "{case}");
             assert_eq!(s.status.observed_generation, GEN, "{case}");
         }
+    }
+
+    #[test]
+    fn an_expired_certificate_says_so_whatever_is_pending() {
+        let expired = status(("True", r::ISSUED, "valid until then"), ("False", r::ISSUED), GEN, -1);
+        let reissuing =
+            Stop::pending(r::REISSUING, "order 7: waiting for the reissued certificate", Duration::from_secs(1));
+        let s = run(&expired, vec![], &reissuing);
+        let (status, reason, message) = condition(&s, r::READY);
+        assert_eq!((status.as_str(), reason.as_str()), ("False", r::EXPIRED));
+        assert!(
+            message.starts_with("the certificate in Secret www-tls expired at 2026-11-30 12:00 UTC; order 7: waiting"),
+            "{message}"
+        );
+        assert_eq!(condition(&s, r::ISSUING).1, r::REISSUING, "what is under way still shows");
+        assert!(reasons(&s).contains(&(r::EXPIRED, EventType::Warning)));
+        assert!(!reasons(&run(&s.status, vec![], &reissuing)).contains(&(r::EXPIRED, EventType::Warning)), "once");
+    }
+
+    #[test]
+    fn a_subscription_warns_ahead_ends_and_is_looked_at_when_it_changes() {
+        let with_end = |days: i64| {
+            let mut s = status(("True", r::ISSUED, "valid"), ("False", r::ISSUED), GEN, 20);
+            s.subscription_end = Some(Time(now() + SignedDuration::from_hours(24 * days)));
+            s
+        };
+        let day = Duration::from_secs(24 * 3600);
+        let ready = Stop::ready("", Some(day * 10));
+        // Ends in 40 days: active, looked at again when the warning starts (in 10 days).
+        let s = run(&with_end(40), vec![], &ready);
+        assert_eq!(condition(&s, r::SUBSCRIPTION_ENDING).0, "False");
+        assert_eq!(s.requeue, Requeue::After(day * 10));
+        let warned = |s: &Settled| s.events.iter().any(|e| e.reason == r::SUBSCRIPTION_ENDING);
+        assert!(!warned(&s));
+        // Ends in 20 days: ending, one Warning event, looked at again at the end at the latest.
+        let ending = run(&with_end(20), vec![], &Stop::ready("", Some(day * 30)));
+        assert_eq!(condition(&ending, r::SUBSCRIPTION_ENDING).1, r::SUBSCRIPTION_ENDING);
+        assert!(condition(&ending, r::SUBSCRIPTION_ENDING).2.contains("prolong it in the billing panel"));
+        assert!(reasons(&ending).contains(&(r::SUBSCRIPTION_ENDING, EventType::Warning)));
+        assert_eq!(ending.requeue, Requeue::After(day * 20));
+        assert!(!warned(&run(&ending.status, vec![], &ready)), "warned once");
+        // Ended, and the certificate with it.
+        let mut over = with_end(-1);
+        over.not_after = over.subscription_end.clone();
+        let ended = run(&over, vec![], &pending());
+        assert_eq!(condition(&ended, r::READY).1, r::SUBSCRIPTION_ENDED);
+        assert!(condition(&ended, r::READY).2.contains("delete and re-create this IspCertificate"));
+        assert_eq!(condition(&ended, r::SUBSCRIPTION_ENDING).1, r::SUBSCRIPTION_ENDED);
+        // No end known: no condition.
+        let unknown = run(&status(("True", r::ISSUED, "valid"), ("False", r::ISSUED), GEN, 20), vec![], &ready);
+        assert!(conditions::get(&unknown.status.conditions, r::SUBSCRIPTION_ENDING).is_none());
     }
 
     #[test]

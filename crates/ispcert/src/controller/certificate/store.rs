@@ -5,14 +5,13 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::flow::{Flow, Stop};
-use super::follow::Order;
+use super::follow::{Order, renewal_of};
 use super::key;
 use super::ledger::{Change, Ledger, Stored};
 use super::output::{apply_secret, secret_key, until};
 use super::run::Run;
 use super::settle::Note;
 use crate::controller::context::Error;
-use crate::controller::decide::renewal_time;
 use crate::controller::reasons as r;
 use crate::controller::secrets::{tls_secret, up_to_date};
 use crate::pki::chain::{CertInfo, Chain};
@@ -40,7 +39,11 @@ pub async fn store(
         run.ctx.shared.remember_version(&secret_key(&run.ns, &plan.secret_name), v);
     }
     key::forget_previous(run, order.material).await?;
-    let renewal = renewal_time(&info);
+    // A certificate issued now answers any renewal asked for until now.
+    if let Some(value) = super::follow::renew_request(run, ledger.status()) {
+        ledger.record(Change::RenewRequestHandled(value));
+    }
+    let renewal = renewal_of(run, order.plan, &info, ledger.status()).at();
     ledger.record(Change::Stored(Stored {
         serial: info.serial.clone(),
         not_before: info.not_before,
@@ -49,7 +52,9 @@ pub async fn store(
         renewal,
     }));
     // An empty message: `settle` words it from the status just set.
-    Ok(Flow::Stop(Stop::ready("", Some(until(renewal)))))
+    // Without a renewal the certificate is looked at again when it expires (`until` caps every
+    // wait at a day, which also walks it through the subscription's warning time).
+    Ok(Flow::Stop(Stop::ready("", Some(until(renewal.unwrap_or(info.not_after))))))
 }
 
 /// The event of a Secret write: restored (it was missing, the certificate was known), updated

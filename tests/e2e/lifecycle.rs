@@ -1,0 +1,220 @@
+//! A certificate kept alive through renewals, stuck validations and its subscription's end, with
+//! seconds-short certificates and subscriptions (simulator switches `validity`, `subscription`
+//! and `hold_reissues`), and `ispcert renew` on real objects.
+
+use std::time::Duration;
+
+use ispcert_sim::{Settings as SimSettings, SimConfig};
+use serde_json::json;
+
+use crate::support::*;
+
+fn quick_sim(validity: u64) -> SimConfig {
+    SimConfig {
+        issue_after: Duration::from_millis(300),
+        validity: Some(Duration::from_secs(validity)),
+        ..Env::default_sim()
+    }
+}
+
+/// `ispcert renew` as a person types it, against the test control plane.
+async fn ispcert_renew(args: &[&str]) -> std::process::Output {
+    let kubeconfig = ispcert_tests::control_plane().await.unwrap().kubeconfig_path().to_path_buf();
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(operator_binary())
+            .arg("renew")
+            .args(&args)
+            .env("KUBECONFIG", kubeconfig)
+            .output()
+            .expect("ispcert runs")
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn renew_before_reissues_in_place_for_free_and_bad_values_are_refused_at_apply() {
+    let env = Env::with_sim("life-renew-before", quick_sim(30)).await;
+    env.ready_issuer().await;
+    let both = with(
+        cert_spec("alphassl", "both.example.com", "both-tls"),
+        json!({"renewBefore": "10s", "renewBeforePercentage": 50}),
+    );
+    let err = env.apply_certificate("both", both).await.unwrap_err().to_string();
+    assert!(err.contains("set renewBefore or renewBeforePercentage, not both"), "{err}");
+    let bad = with(cert_spec("alphassl", "bad.example.com", "bad-tls"), json!({"renewBefore": "soon"}));
+    let err = env.apply_certificate("bad", bad).await.unwrap_err().to_string();
+    assert!(err.contains("renewBefore must be a positive duration"), "{err}");
+
+    let spec = with(cert_spec("alphassl", "early.example.com", "early-tls"), json!({"renewBefore": "22s"}));
+    env.apply_certificate("early", spec).await.unwrap();
+    let first = env.wait_ready("early").await.status.unwrap();
+    let not_after = first.not_after.clone().unwrap().0;
+    assert_eq!(
+        first.renewal_time.clone().unwrap().0,
+        not_after - jiff::SignedDuration::from_secs(22),
+        "22 s before notAfter"
+    );
+    let secret_uid = env.secrets().get("early-tls").await.unwrap().metadata.uid;
+
+    let serial = first.serial_number.clone();
+    let renewed = env.wait_cert("early", |s| is(&s.conditions, "Ready", "True") && s.serial_number != serial).await;
+    let renewed = renewed.status.unwrap();
+    assert!(renewed.not_after.unwrap().0 > not_after);
+    let secret = env.secrets().get("early-tls").await.unwrap();
+    assert_eq!(secret.metadata.uid, secret_uid, "the Secret is updated in place");
+    verify_tls_secret(&secret, &["early.example.com"]);
+    let stats = env.stats().await;
+    assert_eq!(stats.orders, 1, "renewals buy nothing");
+    assert!(stats.reissues >= 1, "renewed by a free reissue");
+}
+
+#[tokio::test]
+async fn a_stuck_reissue_is_requested_again_within_its_bound_then_stops_and_renew_restarts_it() {
+    // 12-second certificates: renewal at 8 s; reissues wait for an approver who never answers.
+    let mut env = Env::without_operator("life-stuck", quick_sim(12)).await;
+    env.settings.reissue_timeout = Duration::from_secs(3);
+    env.settings.reissue_attempts = 2;
+    env.start_operator().await;
+    env.admin.set_settings(SimSettings { hold_reissues: true, ..Default::default() }).await.unwrap();
+    env.ready_issuer().await;
+    env.apply_certificate("stuck", cert_spec("alphassl", "stuck.example.com", "stuck-tls")).await.unwrap();
+    let ready = env.wait_ready("stuck").await.status.unwrap();
+
+    // Requested, not completed within 3 s, requested once more (a Warning), then given up after
+    // twice that: the certificate stops and says what to do.
+    let again = env.wait_event("stuck", "Warning", "Reissuing").await;
+    assert!(again.contains("not completed in time") && again.contains("attempt 2 of 2"), "{again}");
+    let stuck = env
+        .wait_cert("stuck", |s| s.conditions.iter().any(|c| c.type_ == "Stalled" && c.reason == "ReissueStuck"))
+        .await;
+    let stalled = stuck.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Stalled").unwrap();
+    assert!(
+        stalled.message.contains("requested 2 times") && stalled.message.contains("ispcert renew stuck"),
+        "{}",
+        stalled.message
+    );
+    assert_eq!(env.stats().await.reissues, 2, "bounded");
+
+    // Its certificate has expired by now: Ready says so, whatever is pending.
+    let expired = env.wait_reason("stuck", "Ready", "False", "Expired").await;
+    let message = expired.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap().message;
+    assert!(message.contains("expired at"), "{message}");
+    env.wait_event("stuck", "Warning", "Expired").await;
+
+    // `ispcert renew` starts a fresh request; the approver answers this time.
+    env.admin.set_settings(SimSettings::default()).await.unwrap();
+    let out = ispcert_renew(&["stuck", "-n", &env.ns]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("IspCertificate {}/stuck", env.ns)));
+    let deadline = std::time::Instant::now() + WAIT;
+    while env.stats().await.reissues < 3 {
+        assert!(std::time::Instant::now() < deadline, "renew requested the reissue again");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let serial = ready.serial_number.clone();
+    env.wait_cert("stuck", |s| is(&s.conditions, "Ready", "True") && s.serial_number != serial).await;
+    assert_eq!(env.orders().await, 1, "reissues are free: one order throughout");
+}
+
+#[tokio::test]
+async fn a_ca_refusal_of_a_reissue_is_requested_again_and_renew_on_a_ready_certificate_reissues_once() {
+    let env = Env::with_sim("life-refused", quick_sim(3600)).await;
+    env.ready_issuer().await;
+    for name in ["refused", "other"] {
+        env.apply_certificate(name, cert_spec("alphassl", &format!("{name}.example.com"), &format!("{name}-tls")))
+            .await
+            .unwrap();
+    }
+    let first = env.wait_ready("refused").await.status.unwrap();
+    env.wait_ready("other").await;
+    env.admin.set_settings(SimSettings { hold_reissues: true, ..Default::default() }).await.unwrap();
+
+    // By label, as a person renews a group.
+    let label = json!({"metadata": {"labels": {"team": "web"}}});
+    env.certificates().patch("refused", &Default::default(), &kube::api::Patch::Merge(&label)).await.unwrap();
+    let out = ispcert_renew(&["-l", "team=web", "-n", &env.ns]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    env.wait_cert("refused", |s| s.reissue.is_some()).await;
+    // Asked again while the reissue waits: acted on, nothing more requested.
+    let out = ispcert_renew(&["refused", "-n", &env.ns]).await;
+    assert!(out.status.success());
+    let annotation =
+        env.certificates().get("refused").await.unwrap().metadata.annotations.unwrap()["ispcert.dev/renew"].clone();
+    env.wait_cert("refused", |s| s.renew_request.as_deref() == Some(annotation.as_str())).await;
+    assert_eq!(env.stats().await.reissues, 1, "one reissue for two requests while it waits");
+
+    // The CA refuses it (certificate state 6): requested again after the backoff, with a Warning.
+    let order = first.order_id.clone().unwrap().parse().unwrap();
+    env.admin.fail_certificate(order).await.unwrap();
+    let warned = env.wait_event("refused", "Warning", "ReissueFailed").await;
+    assert!(warned.contains("the CA refused the last request") && warned.contains("attempt 2 of 3"), "{warned}");
+    env.admin.set_settings(SimSettings::default()).await.unwrap();
+    env.admin.issue_now(order).await.unwrap();
+    let serial = first.serial_number.clone();
+    env.wait_cert("refused", |s| {
+        is(&s.conditions, "Ready", "True") && s.serial_number != serial && s.reissue.is_none()
+    })
+    .await;
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (2, 2), "the other certificate untouched, no order");
+    let other = env.certificates().get("other").await.unwrap();
+    assert!(other.metadata.annotations.unwrap_or_default().get("ispcert.dev/renew").is_none());
+}
+
+#[tokio::test]
+async fn a_subscription_ending_under_manual_warns_then_ends_without_money_or_a_reissue_cascade() {
+    // A 20-second subscription and certificates as long as it allows: each is capped at its end.
+    // Issued after 2 s, so the order is followed through the list, which shows the end.
+    let sim = SimConfig {
+        subscription: Some(Duration::from_secs(20)),
+        issue_after: Duration::from_secs(2),
+        ..quick_sim(3600)
+    };
+    let mut env = Env::without_operator("life-subscription", sim).await;
+    env.settings.subscription_warning = Duration::from_secs(12);
+    env.start_operator().await;
+    env.ready_issuer().await;
+    env.apply_certificate("short", cert_spec("alphassl", "short.example.com", "short-tls")).await.unwrap();
+    let ready = env.wait_ready("short").await.status.unwrap();
+    let end = ready.subscription_end.clone().expect("the subscription's end from the billing").0;
+    assert_eq!(ready.not_after.clone().unwrap().0, end, "the CA caps the certificate at the subscription's end");
+    assert!(ready.renewal_time.is_none(), "no renewal planned: it could gain nothing");
+
+    let ending = env.wait_reason("short", "SubscriptionEnding", "True", "SubscriptionEnding").await.status.unwrap();
+    assert!(is(&ending.conditions, "Ready", "True"), "still Ready while it ends");
+    let warned = env.wait_event("short", "Warning", "SubscriptionEnding").await;
+    assert!(warned.contains("prolong it in the billing panel"), "{warned}");
+    let labels = ispcert::controller::metrics::CertificateLabels {
+        namespace: env.ns.clone(),
+        name: "short".into(),
+        issuer_name: "billing".into(),
+        issuer_kind: "IspIssuer".into(),
+    };
+    assert_eq!(env.metrics.subscription_ending.get_or_create(&labels).get(), 1);
+
+    let ended = env.wait_reason("short", "Ready", "False", "SubscriptionEnded").await.status.unwrap();
+    let message = ended.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();
+    assert!(message.contains("delete and re-create this IspCertificate"), "{message}");
+    env.wait_event("short", "Warning", "SubscriptionEnded").await;
+    // A while past the end: nothing bought, nothing reissued.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.prolongs, stats.reissues), (1, 0, 0), "Manual buys nothing and reissues nothing");
+}
+
+#[tokio::test]
+async fn a_secret_in_use_is_taken_over_when_its_other_owner_goes() {
+    let env = Env::new("life-secret-in-use").await;
+    env.ready_issuer().await;
+    env.apply_certificate("first", cert_spec("alphassl", "one.example.com", "shared-tls")).await.unwrap();
+    env.wait_ready("first").await;
+    env.apply_certificate("second", cert_spec("alphassl", "two.example.com", "shared-tls")).await.unwrap();
+    env.wait_reason("second", "Ready", "False", "SecretInUse").await;
+    env.delete_certificate("first").await;
+    env.wait_gone("first").await;
+    env.wait_ready("second").await;
+    verify_tls_secret(&env.secrets().get("shared-tls").await.unwrap(), &["two.example.com"]);
+    assert_eq!(env.orders().await, 2);
+}
