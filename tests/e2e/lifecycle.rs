@@ -160,7 +160,7 @@ async fn a_ca_refusal_of_a_reissue_is_requested_again_and_renew_on_a_ready_certi
     let stats = env.stats().await;
     assert_eq!((stats.orders, stats.reissues), (2, 2), "the other certificate untouched, no order");
     let other = env.certificates().get("other").await.unwrap();
-    assert!(other.metadata.annotations.unwrap_or_default().get("ispcert.dev/renew").is_none());
+    assert!(!other.metadata.annotations.unwrap_or_default().contains_key("ispcert.dev/renew"));
 }
 
 #[tokio::test]
