@@ -218,3 +218,32 @@ async fn a_secret_in_use_is_taken_over_when_its_other_owner_goes() {
     verify_tls_secret(&env.secrets().get("shared-tls").await.unwrap(), &["two.example.com"]);
     assert_eq!(env.orders().await, 2);
 }
+
+#[tokio::test]
+async fn a_csr_that_is_not_the_keys_is_made_again_and_the_renewal_takes_one_reissue() {
+    use ispcert::pki::keys;
+    let env = Env::with_sim("life-csr", quick_sim(3600)).await;
+    env.ready_issuer().await;
+    env.apply_certificate("mixed", cert_spec("alphassl", "mixed.example.com", "mixed-tls")).await.unwrap();
+    let first = env.wait_ready("mixed").await.status.unwrap();
+
+    // The key Secret restored from two backups: its key, and a CSR made for another key.
+    let other_key = keys::generate(keys::KeyAlgorithm::Rsa2048).unwrap();
+    let stale_csr = keys::csr(&other_key, "mixed.example.com", &[], &Default::default()).unwrap();
+    let patch = json!({"stringData": {"tls.csr": stale_csr}});
+    env.secrets().patch("mixed-ispcert-key", &Default::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+
+    let out = ispcert_renew(&["mixed", "-n", &env.ns]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let serial = first.serial_number.clone();
+    env.wait_cert("mixed", |s| is(&s.conditions, "Ready", "True") && s.serial_number != serial).await;
+    env.wait_event("mixed", "Normal", "KeyGenerated").await;
+    let key_secret = env.secrets().get("mixed-ispcert-key").await.unwrap();
+    let data = key_secret.data.unwrap();
+    let key = secrecy::SecretString::from(String::from_utf8(data["tls.key"].0.clone()).unwrap());
+    let csr = keys::inspect_csr(std::str::from_utf8(&data["tls.csr"].0).unwrap()).unwrap();
+    assert_eq!(csr.public_key_bits, keys::public_key_bits(&key).unwrap(), "the CSR is the key's again");
+    verify_tls_secret(&env.secrets().get("mixed-tls").await.unwrap(), &["mixed.example.com"]);
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (1, 1), "one reissue, no order");
+}

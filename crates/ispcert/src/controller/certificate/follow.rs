@@ -98,7 +98,9 @@ pub async fn converge(
     if let Some(value) = renew_asked {
         // A reissue under way answers the request; one given up on is requested afresh.
         ledger.record(Change::RenewRequestHandled(value));
-        if repeat == Repeat::Exhausted {
+        let given_up =
+            ledger.status().reissue.as_ref().is_some_and(|re| re.attempts.unwrap_or(1) >= settings.reissue_attempts);
+        if repeat == Repeat::Exhausted || given_up {
             repeat = Repeat::Again(1);
         }
     }
@@ -378,7 +380,28 @@ async fn judged(
             }
             reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, 1).await
         }
-        Verdict::Reissue(need) => reissue::request(run, ledger, order, need, &info.serial, 1).await,
+        Verdict::Reissue(need) => {
+            // A reissue that completed and still does not fit counts as another attempt for
+            // the same need: a few in a row, then a person looks.
+            let attempt = match &ledger.status().reissue {
+                Some(re) if reissue::need_of(&re.reason) == need => re.attempts.unwrap_or(1).saturating_add(1),
+                _ => 1,
+            };
+            if attempt > run.ctx.shared.settings.reissue_attempts {
+                let what = format!(
+                    "order {}: {} free reissues ({}) in a row gave a certificate that does not fit",
+                    order.id,
+                    attempt - 1,
+                    need.reason()
+                );
+                let todo = format!(
+                    "check the key Secret and the order in the billing panel, then run `ispcert renew {} -n {}`",
+                    run.name, run.ns
+                );
+                return Ok(Flow::Stop(Stop::blocked(r::REISSUE_STUCK, format!("{what}; {todo}"), None)));
+            }
+            reissue::request(run, ledger, order, need, &info.serial, attempt).await
+        }
         Verdict::Reject(why) => Ok(Flow::Stop(Stop::blocked(r::CERTIFICATE_MISMATCH, why, None))),
     }
 }

@@ -168,13 +168,26 @@ async fn stored(
         )));
     }
     let status = ledger.status();
+    // An attempt in flight may have placed an order with the stored key: keep it as if ordered.
+    let ordered = status.order_id.is_some() || status.order_attempt.is_some();
     let (mut stored, mut dirty) = read_stored(existing.as_ref(), plan)?;
     if stored.is_none() && !rotate {
         stored = key_from_output_secret(run, status.order_id.as_deref(), plan, output)?;
         dirty |= stored.is_some();
     }
-    // An attempt in flight may have placed an order with the stored key: keep it as if ordered.
-    let ordered = status.order_id.is_some() || status.order_attempt.is_some();
+    // A CSR that is not the key's (a restore from two backups, a hand edit) would get a
+    // certificate for another key, reissue after reissue: it is made again from the key.
+    if let Some(s) = stored.as_mut()
+        && !csr_fits_key(s)
+    {
+        s.csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+        s.meta.csr_names = plan.names();
+        dirty = true;
+        ledger.note(Note::normal(
+            r::KEY_GENERATED,
+            format!("the CSR in Secret {name} did not belong to its private key; made it again from the key"),
+        ));
+    }
     let action = key_action(plan, stored.as_ref().map(|s| &s.meta), ordered, rotate);
     let stored = match (action, stored) {
         (KeyAction::Keep, Some(s)) if !dirty => {
@@ -193,6 +206,12 @@ async fn stored(
     // point finds it again; a crash before it has sent nothing.
     write(run, &name, &stored, existing.as_ref()).await?;
     Ok(Flow::Go(Material { key: stored.key, csr: stored.csr, bits, previous: stored.previous }))
+}
+
+/// Whether a stored CSR carries the stored key's public key.
+fn csr_fits_key(stored: &StoredKey) -> bool {
+    let csr_key = keys::inspect_csr(&stored.csr).map(|info| info.public_key_bits);
+    matches!((csr_key, keys::public_key_bits(&stored.key)), (Ok(a), Ok(b)) if a == b)
 }
 
 /// What the key Secret holds, and whether it must be written again (rebuilt, or carrying an
