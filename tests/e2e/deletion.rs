@@ -107,3 +107,36 @@ async fn deleting_a_refused_adoption_leaves_the_other_certificates_order_alone()
     assert_eq!(env.orders().await, 1);
     verify_tls_secret(&env.secrets().get("www-tls").await.unwrap(), &["www.example.com"]);
 }
+
+/// Deleting a namespace deletes everything in it at once: the issuer and its credentials go with
+/// the `Delete` certificate, so its billing clean-up cannot run. After a bounded wait the order
+/// is kept at the billing and the certificate lets the namespace go. (The test bed has no
+/// namespace controller: the test marks the namespace Terminating and deletes what that
+/// controller would.)
+#[tokio::test]
+async fn a_namespace_being_deleted_is_not_held_by_a_delete_certificate_whose_issuer_went_with_it() {
+    use k8s_openapi::api::core::v1::Namespace;
+    let env = Env::new("delete-namespace").await;
+    env.ready_issuer().await;
+    apply_deleting_site(&env).await;
+    let cert = env.wait_ready("site").await;
+    let id: u64 = cert.status.unwrap().order_id.unwrap().parse().unwrap();
+
+    let namespaces: kube::Api<Namespace> = kube::Api::all(env.client.clone());
+    namespaces.delete(&env.ns, &Default::default()).await.unwrap();
+    env.issuers().delete("billing", &Default::default()).await.unwrap();
+    env.secrets().delete("billing-credentials", &Default::default()).await.unwrap();
+    env.delete_certificate("site").await;
+
+    let blocked = env.wait_reason("site", "Ready", "False", "DeletionBlocked").await;
+    let message = blocked.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap().message;
+    assert!(
+        message.contains("issuer billing does not exist")
+            && message.contains("The namespace is being deleted: after 3s the order is kept"),
+        "{message}"
+    );
+    wait_gone(&env, "site").await;
+    assert!(!env.admin.certificate(id).await.unwrap().deleted, "kept at the billing");
+    assert!(env.secrets().get_opt("www-tls").await.unwrap().is_none(), "the Secrets go");
+    assert!(env.secrets().get_opt("site-ispcert-key").await.unwrap().is_none());
+}

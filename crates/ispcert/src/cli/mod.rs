@@ -180,6 +180,11 @@ pub struct ControllerArgs {
     /// and asks a person.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=20))]
     pub reissue_attempts: u32,
+    /// How long the billing clean-up of a Delete certificate in a namespace being deleted waits
+    /// for an issuer that went with the namespace; then the order is kept at the billing (with a
+    /// Warning event) and the namespace goes.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10m")]
+    pub namespace_cleanup_wait: Duration,
     /// Certificate reconciles running at once (a burst of new certificates queues).
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub concurrency: u16,

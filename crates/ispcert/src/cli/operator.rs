@@ -61,6 +61,7 @@ fn settings(args: &ControllerArgs) -> Settings {
         subscription_warning: args.subscription_warning,
         reissue_timeout: args.reissue_timeout,
         reissue_attempts: args.reissue_attempts,
+        namespace_cleanup_wait: args.namespace_cleanup_wait,
         ..Settings::default()
     }
 }

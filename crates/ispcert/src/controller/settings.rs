@@ -39,6 +39,10 @@ pub struct Settings {
     pub reissue_timeout: Duration,
     /// Reissue requests for one need before the certificate stops and asks a person.
     pub reissue_attempts: u32,
+    /// How long the billing clean-up of a `Delete` certificate in a namespace being deleted waits
+    /// for an issuer that went with the namespace, before it gives up, keeps the order at the
+    /// billing and lets the namespace go.
+    pub namespace_cleanup_wait: Duration,
     /// Certificate reconciles running at once. A burst of new certificates waits in the
     /// controller's queue (an object reference each) instead of in half-done reconciles.
     pub concurrency: u16,
@@ -65,6 +69,7 @@ impl Default for Settings {
             // Approver emails are answered within days, not hours.
             reissue_timeout: Duration::from_secs(3 * 24 * 3600),
             reissue_attempts: 3,
+            namespace_cleanup_wait: Duration::from_secs(600),
             concurrency: 32,
             manager: "ispcert".into(),
         }
@@ -84,6 +89,7 @@ impl Settings {
             wrong_credentials_retry: Duration::from_secs(2),
             renewal_floor: Duration::from_secs(2),
             subscription_recheck: Duration::from_secs(1),
+            namespace_cleanup_wait: Duration::from_secs(3),
             ..Settings::default()
         }
     }

@@ -103,24 +103,45 @@ pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, E
     };
     let cert = &fresh;
     let skip = cert.annotations().get(SKIP_CLEANUP_ANNOTATION).is_some_and(|v| v == "true");
-    if !skip {
+    if !skip && let Err(why) = billing_cleanup(cert, ctx).await {
         let way_out = format!(
             "to finish without deleting at the billing: kubectl annotate ispcert {name} -n {ns} {SKIP_CLEANUP_ANNOTATION}=true"
         );
-        let order_id = match order_to_delete(cert, ctx).await {
-            Ok(id) => id,
-            Err(why) => return blocked(cert, ctx, format!("{why} {way_out}")).await,
-        };
-        if let Some(id) = order_id
-            && let Err(why) = delete_at_billing(cert, ctx, &id).await
-        {
+        if !ctx.namespace_terminating(&ns) {
             return blocked(cert, ctx, format!("{why} {way_out}")).await;
         }
+        // The namespace's deletion takes the issuer and its credentials too: wait a bounded
+        // time for them, then keep the order at the billing rather than hold the namespace.
+        let wait = shared.settings.namespace_cleanup_wait;
+        // The reasons end in "…, or" to lead into the way out; here they stand alone.
+        let why = why.trim_end_matches(" or").trim_end_matches(',').trim_end_matches(';');
+        let since = cert.metadata.deletion_timestamp.as_ref().map(|t| t.0).unwrap_or_else(Timestamp::now);
+        if crate::time::elapsed_since(since) < wait {
+            let note = format!(
+                "{why}. The namespace is being deleted: after {} the order is kept at the billing and the namespace goes",
+                humantime::format_duration(wait)
+            );
+            return blocked(cert, ctx, note).await;
+        }
+        let order = cert.status.as_ref().and_then(|s| s.order_id.clone()).unwrap_or_else(|| "(none recorded)".into());
+        let note = format!(
+            "namespace {ns} is being deleted and its issuer could not delete order {order} at the billing ({why}; gave up after {}); the order is kept there: delete it in the billing panel if it is not wanted",
+            humantime::format_duration(wait)
+        );
+        shared.event(cert, EventType::Warning, r::DELETION_BLOCKED, "Delete", note).await;
     }
     delete_secrets(cert, ctx).await?;
     set_finalizer(cert, ctx, false).await?;
     shared.backoff.reset(&format!("certificate/{}", cert.uid().unwrap_or_default()));
     Ok(Action::await_change())
+}
+
+/// Deletes this resource's order at the billing, or says why it cannot (yet).
+async fn billing_cleanup(cert: &IspCertificate, ctx: &Context) -> Result<(), String> {
+    match order_to_delete(cert, ctx).await? {
+        Some(id) => delete_at_billing(cert, ctx, &id).await,
+        None => Ok(()),
+    }
 }
 
 /// The order this resource owns at the billing, or why that cannot be told yet. Only the order it
