@@ -19,11 +19,17 @@ fn quick_sim(validity: u64) -> SimConfig {
 
 /// `ispcert renew` as a person types it, against the test control plane.
 async fn ispcert_renew(args: &[&str]) -> std::process::Output {
+    ispcert("renew", args).await
+}
+
+/// An `ispcert` command as a person types it, against the test control plane.
+async fn ispcert(command: &str, args: &[&str]) -> std::process::Output {
     let kubeconfig = ispcert_tests::control_plane().await.unwrap().kubeconfig_path().to_path_buf();
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let command = command.to_string();
     tokio::task::spawn_blocking(move || {
         std::process::Command::new(operator_binary())
-            .arg("renew")
+            .arg(command)
             .args(&args)
             .env("KUBECONFIG", kubeconfig)
             .output()
@@ -246,4 +252,35 @@ async fn a_csr_that_is_not_the_keys_is_made_again_and_the_renewal_takes_one_reis
     verify_tls_secret(&env.secrets().get("mixed-tls").await.unwrap(), &["mixed.example.com"]);
     let stats = env.stats().await;
     assert_eq!((stats.orders, stats.reissues), (1, 1), "one reissue, no order");
+}
+
+#[tokio::test]
+async fn ispcert_status_shows_one_view_of_a_real_certificate() {
+    let env = Env::new("life-status").await;
+    env.ready_issuer().await;
+    env.apply_certificate("shown", cert_spec("alphassl", "shown.example.com", "shown-tls")).await.unwrap();
+    let status = env.wait_ready("shown").await.status.unwrap();
+    env.wait_event("shown", "Normal", "Issued").await;
+    let out = ispcert("status", &["shown", "-n", &env.ns]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let order = format!("order:         {} (active", status.order_id.unwrap());
+    let secret = format!("shown-tls: serial {}, shown.example.com", status.serial_number.unwrap());
+    for expected in [
+        format!("IspCertificate {}/shown", env.ns),
+        "IspIssuer billing: Ready=True".to_string(),
+        order,
+        secret,
+        "key matches".to_string(),
+        "renewal:       20".to_string(),
+        "Issued".to_string(),
+        "KeyGenerated".to_string(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} missing from:\n{text}");
+    }
+    let missing = ispcert("status", &["nothing", "-n", &env.ns]).await;
+    assert!(!missing.status.success());
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains(&format!("IspCertificate {}/nothing does not exist", env.ns))
+    );
 }

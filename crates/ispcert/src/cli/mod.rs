@@ -3,6 +3,7 @@
 mod account;
 mod operator;
 mod renew;
+mod status;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -56,6 +57,9 @@ pub enum Command {
     /// Ask for a free reissue now (by name, -l SELECTOR or --all; -n NS or -A), through the
     /// ispcert.dev/renew annotation. Safe to repeat.
     Renew(renew::RenewArgs),
+    /// One view of a certificate: spec, conditions, order, subscription, renewal, its Secret
+    /// (serial, names, notAfter, whether the key fits), issuer readiness and recent events.
+    Status(status::StatusArgs),
     /// Check a billing account before deploying: login, API access from here, certificates.
     Account {
         #[command(subcommand)]
@@ -207,6 +211,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         }
         Command::Inspect { file } => account::inspect(&file),
         Command::Renew(args) => renew::run(args).await,
+        Command::Status(args) => status::run(args).await,
         Command::Account { command: AccountCommand::Check { account: a } } => account::check(&a).await,
         Command::Account { command: AccountCommand::Certificates { account: a } } => account::certificates(&a).await,
     }
