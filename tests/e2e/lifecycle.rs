@@ -284,3 +284,28 @@ async fn ispcert_status_shows_one_view_of_a_real_certificate() {
         String::from_utf8_lossy(&missing.stderr).contains(&format!("IspCertificate {}/nothing does not exist", env.ns))
     );
 }
+
+#[tokio::test]
+async fn a_changed_approver_mailbox_is_a_free_oldrequest_reissue_with_the_new_approver() {
+    let env = Env::with_sim("life-approver", quick_sim(3600)).await;
+    env.ready_issuer().await;
+    env.apply_certificate("mail", cert_spec("alphassl", "mail.example.com", "mail-tls")).await.unwrap();
+    let first = env.wait_ready("mail").await.status.unwrap();
+    assert_eq!(first.approver_emails, ["admin@mail.example.com"]);
+    let id: u64 = first.order_id.clone().unwrap().parse().unwrap();
+
+    env.apply_certificate(
+        "mail",
+        with(cert_spec("alphassl", "mail.example.com", "mail-tls"), json!({"approverMailbox": "hostmaster"})),
+    )
+    .await
+    .unwrap();
+    let serial = first.serial_number.clone();
+    let renewed = env.wait_cert("mail", |s| is(&s.conditions, "Ready", "True") && s.serial_number != serial).await;
+    assert_eq!(renewed.status.unwrap().approver_emails, ["hostmaster@mail.example.com"]);
+    let note = env.wait_event("mail", "Normal", "Reissuing").await;
+    assert!(note.contains("ApproversChanged, crt_type=oldrequest"), "{note}");
+    assert_eq!(env.admin.certificate(id).await.unwrap().approver_emails, ["hostmaster@mail.example.com"]);
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues), (1, 1), "free, and once");
+}

@@ -184,6 +184,8 @@ pub enum ReissueNeed {
     Key,
     /// Expired or due for renewal: `crt_type=oldrequest` (or `manual` when rotating keys).
     Renewal,
+    /// The approver emails changed: `crt_type=oldrequest` with the new ones.
+    Approvers,
 }
 
 impl ReissueNeed {
@@ -192,6 +194,7 @@ impl ReissueNeed {
             ReissueNeed::Names => "NamesChanged",
             ReissueNeed::Key => "KeyMismatch",
             ReissueNeed::Renewal => "Renewal",
+            ReissueNeed::Approvers => "ApproversChanged",
         }
     }
 }

@@ -55,6 +55,11 @@ impl Plan {
         std::iter::once(self.common_name.clone()).chain(self.alt_names.iter().cloned()).collect()
     }
 
+    /// The approver email of each name, in the order of [`names`](Self::names).
+    pub fn approver_emails(&self) -> Vec<String> {
+        self.names().iter().map(|n| self.approvers.for_name(n).unwrap_or_default().to_string()).collect()
+    }
+
     /// The subject as the billing's `crt_type=generate` fields want it (validation made sure
     /// they are all there when the billing makes the key).
     pub fn billing_subject(&self) -> crate::billing::Subject {

@@ -401,6 +401,11 @@ pub struct CertificateStatus {
     /// thirds into its lifetime). Unset when the subscription ends too soon for a reissue to help.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_time: Option<Time>,
+    /// The approver email of each name as the billing was last given them (with the order or a
+    /// reissue): when `approvers` or `approverMailbox` change, a free reissue sends the new ones.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 101), inner(length(max = 320)))]
+    pub approver_emails: Vec<String>,
     /// The value of the `ispcert.dev/renew` annotation (written by `ispcert renew`) last acted on:
     /// a different value asks for a free reissue now.
     #[serde(default, skip_serializing_if = "Option::is_none")]

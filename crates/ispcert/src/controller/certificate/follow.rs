@@ -17,7 +17,9 @@ use super::settle::Note;
 use super::store;
 use crate::billing::BillingError;
 use crate::controller::context::Error;
-use crate::controller::decide::{BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state};
+use crate::controller::decide::{
+    BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state, same_names,
+};
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
@@ -82,6 +84,15 @@ pub async fn converge(
             }
             if due {
                 return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial, 1).await;
+            }
+            // Approvers changed since the billing was last given them: a free reissue with the
+            // new ones. Unknown (an adopted order, an earlier version): the current ones count.
+            let wanted = plan.approver_emails();
+            let sent = &ledger.status().approver_emails;
+            if sent.is_empty() {
+                ledger.record(Change::ApproversSent(wanted));
+            } else if !same_names(sent, &wanted) {
+                return reissue::request(run, ledger, &order, ReissueNeed::Approvers, &info.serial, 1).await;
             }
             return store::store(run, ledger, &order, stored, existing.as_ref()).await;
         }

@@ -39,6 +39,8 @@ pub enum Change {
     ReissueFailed,
     /// The `ispcert.dev/renew` annotation with this value has been acted on.
     RenewRequestHandled(String),
+    /// The approver emails the billing was given with the order or a reissue.
+    ApproversSent(Vec<String>),
     /// A certificate for the spec is stored in the Secret.
     Stored(Stored),
 }
@@ -85,6 +87,7 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
             }
         }
         Change::RenewRequestHandled(value) => status.renew_request = Some(value),
+        Change::ApproversSent(emails) => status.approver_emails = emails,
         Change::Stored(s) => {
             status.not_before = Some(Time(s.not_before));
             status.not_after = Some(Time(s.not_after));

@@ -28,6 +28,7 @@ pub fn form(need: ReissueNeed, plan: &Plan, material: &Material) -> Option<Reiss
     Some(match (need, &plan.key) {
         (ReissueNeed::Names, _) => Reissue::AltNames { alt_names: plan.alt_names.clone() },
         (ReissueNeed::Key, _) => Reissue::Manual { csr: material.csr.clone() },
+        (ReissueNeed::Approvers, _) => Reissue::OldRequest,
         (ReissueNeed::Renewal, KeyPlan::Cluster { rotate_on_reissue: true, .. }) => return None,
         (ReissueNeed::Renewal, KeyPlan::Billing) => Reissue::OldRequest,
         (ReissueNeed::Renewal, _) => Reissue::Manual { csr: material.csr.clone() },
@@ -39,6 +40,7 @@ pub fn need_of(reason: &str) -> ReissueNeed {
     match reason {
         "NamesChanged" => ReissueNeed::Names,
         "KeyMismatch" => ReissueNeed::Key,
+        "ApproversChanged" => ReissueNeed::Approvers,
         _ => ReissueNeed::Renewal,
     }
 }
@@ -119,6 +121,7 @@ pub async fn request(
         attempts: (attempt > 1).then_some(attempt),
         failed: None,
     }));
+    ledger.record(Change::ApproversSent(plan.approver_emails()));
     ledger.persist(run).await?;
     let what = format!("a free reissue of order {order_id} ({}, crt_type={})", need.reason(), form.crt_type());
     ledger.note(match attempt {
@@ -183,6 +186,7 @@ mod tests {
         }
         assert_eq!(need_of("NamesChanged"), ReissueNeed::Names);
         assert_eq!(need_of("KeyMismatch"), ReissueNeed::Key);
+        assert_eq!(need_of("ApproversChanged"), ReissueNeed::Approvers);
         assert_eq!(need_of("KeyRotation"), ReissueNeed::Renewal);
     }
 
@@ -194,6 +198,7 @@ mod tests {
         let crt_type = |need, plan: &Plan| form(need, plan, &material).map(|f| f.crt_type());
         assert_eq!(crt_type(ReissueNeed::Names, &plan), Some("altname"));
         assert_eq!(crt_type(ReissueNeed::Key, &plan), Some("manual"));
+        assert_eq!(crt_type(ReissueNeed::Approvers, &plan), Some("oldrequest"));
         assert_eq!(crt_type(ReissueNeed::Renewal, &plan), Some("manual"), "the stored CSR, same key");
         plan.key = KeyPlan::Billing;
         assert_eq!(crt_type(ReissueNeed::Renewal, &plan), Some("oldrequest"));
