@@ -309,3 +309,36 @@ async fn a_changed_approver_mailbox_is_a_free_oldrequest_reissue_with_the_new_ap
     let stats = env.stats().await;
     assert_eq!((stats.orders, stats.reissues), (1, 1), "free, and once");
 }
+
+#[tokio::test]
+async fn after_a_billing_outage_every_pending_certificate_is_ready_within_one_backoff_cap() {
+    use ispcert_sim::{FaultKind, FaultSpec};
+    // Orders take 12 s; the billing answers 503 to everything for 20 s from the moment all are
+    // ordered; the test settings cap the backoff at 2 s.
+    let sim = SimConfig { issue_after: Duration::from_secs(12), ..Env::default_sim() };
+    let env = Env::with_sim("life-outage", sim).await;
+    env.ready_issuer().await;
+    let names: Vec<String> = (0..5).map(|i| format!("out{i}")).collect();
+    for name in &names {
+        env.apply_certificate(name, cert_spec("alphassl", &format!("{name}.example.com"), &format!("{name}-tls")))
+            .await
+            .unwrap();
+    }
+    for name in &names {
+        env.wait_cert(name, |s| s.order_id.is_some() && s.order_attempt.is_none()).await;
+    }
+    let fault = env.admin.add_fault(&FaultSpec::new(FaultKind::Status { status: 503 })).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for name in &names {
+        let status = env.certificates().get(name).await.unwrap().status.unwrap();
+        assert!(status.failed_attempts.unwrap_or(0) >= 1, "{name} saw the outage: {status:?}");
+    }
+    env.admin.remove_fault(fault).await.unwrap();
+    let back = std::time::Instant::now();
+    for name in &names {
+        env.wait_ready(name).await;
+    }
+    let took = back.elapsed();
+    assert!(took < Duration::from_secs(6), "all Ready {took:?} after the billing came back (backoff cap 2 s)");
+    assert_eq!(env.orders().await, 5, "the outage bought nothing twice");
+}
