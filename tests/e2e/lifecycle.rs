@@ -342,3 +342,86 @@ async fn after_a_billing_outage_every_pending_certificate_is_ready_within_one_ba
     assert!(took < Duration::from_secs(6), "all Ready {took:?} after the billing came back (backoff cap 2 s)");
     assert_eq!(env.orders().await, 5, "the outage bought nothing twice");
 }
+
+/// A subscription of `seconds` under `Automatic`, warned (and prolonged) 12 s ahead.
+async fn automatic_env(prefix: &str, seconds: u64) -> Env {
+    let sim = SimConfig {
+        subscription: Some(Duration::from_secs(seconds)),
+        issue_after: Duration::from_secs(2),
+        ..quick_sim(3600)
+    };
+    let mut env = Env::without_operator(prefix, sim).await;
+    env.settings.subscription_warning = Duration::from_secs(12);
+    env.start_operator().await;
+    env.credentials("billing-credentials", EMAIL, PASSWORD).await;
+    let issuer = with(env.issuer_spec("billing-credentials"), json!({"subscriptionRenewal": "Automatic"}));
+    env.apply_issuer("billing", issuer).await.unwrap();
+    env.wait_issuer("billing", |s| is(&s.conditions, "Ready", "True")).await;
+    env
+}
+
+#[tokio::test]
+async fn automatic_prolongs_once_and_the_certificate_stays_ready_across_the_old_end() {
+    let env = automatic_env("life-prolong", 30).await;
+    env.apply_certificate("auto", cert_spec("alphassl", "auto.example.com", "auto-tls")).await.unwrap();
+    let first = env.wait_ready("auto").await.status.unwrap();
+    let old_end = first.subscription_end.clone().expect("the end from the list").0;
+
+    // Prolonged inside the warning time; the re-enrolled certificate lives past the old end.
+    let mut ready_throughout = true;
+    let deadline = std::time::Instant::now() + WAIT;
+    let renewed = loop {
+        let cert = env.certificates().get("auto").await.unwrap();
+        let status = cert.status.clone().unwrap_or_default();
+        ready_throughout &= is(&status.conditions, "Ready", "True");
+        if status.serial_number != first.serial_number && status.reissue.is_none() && ready_throughout {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline && ready_throughout, "not renewed while Ready: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let new_end = renewed.subscription_end.clone().unwrap().0;
+    assert!(new_end > old_end, "the subscription now ends later");
+    assert!(renewed.not_after.unwrap().0 > old_end, "the new certificate outlives the old end");
+    assert!(renewed.prolonged_at.is_some() && renewed.prolong.is_none());
+    env.wait_event("auto", "Normal", "Prolonged").await;
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.prolongs), (1, 1), "exactly one prolongation, no order");
+}
+
+#[tokio::test]
+async fn a_lost_prolong_answer_is_confirmed_from_the_list_and_never_paid_twice() {
+    use ispcert_sim::{FaultKind, FaultSpec};
+    let env = automatic_env("life-prolong-lost", 30).await;
+    // The billing prolongs and charges, then the answer is lost.
+    let lost = FaultSpec::new(FaultKind::Status { status: 502 }).on_func("service.prolong").times(1).after_commit();
+    env.admin.add_fault(&lost).await.unwrap();
+    env.apply_certificate("lost", cert_spec("alphassl", "lost.example.com", "lost-tls")).await.unwrap();
+    let first = env.wait_ready("lost").await.status.unwrap();
+    let warned = env.wait_event("lost", "Warning", "Prolonging").await;
+    assert!(warned.contains("never repeated"), "{warned}");
+    let serial = first.serial_number.clone();
+    let renewed =
+        env.wait_cert("lost", |s| s.prolonged_at.is_some() && s.serial_number != serial && s.reissue.is_none()).await;
+    assert!(renewed.status.unwrap().subscription_end.unwrap().0 > first.subscription_end.unwrap().0);
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.prolongs), (1, 1), "confirmed from the list, not paid again");
+}
+
+#[tokio::test]
+async fn automatic_stays_within_the_order_budget_and_says_so_while_still_ready() {
+    let env = automatic_env("life-prolong-budget", 30).await;
+    let issuer =
+        with(env.issuer_spec("billing-credentials"), json!({"subscriptionRenewal": "Automatic", "orderBudget": 1}));
+    env.apply_issuer("billing", issuer).await.unwrap();
+    env.apply_certificate("capped", cert_spec("alphassl", "capped.example.com", "capped-tls")).await.unwrap();
+    env.wait_ready("capped").await;
+    // The order spent today's budget of one: the prolongation waits, the certificate serves.
+    let waiting = env.wait_reason("capped", "Issuing", "True", "OrderBudgetExhausted").await.status.unwrap();
+    assert!(is(&waiting.conditions, "Ready", "True"), "still Ready: {:?}", waiting.conditions);
+    let message = waiting.conditions.iter().find(|c| c.type_ == "Issuing").unwrap().message.clone();
+    assert!(message.contains("order budget (1 per 24 hours) allows no prolongation"), "{message}");
+    env.wait_event("capped", "Warning", "OrderBudgetExhausted").await;
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.prolongs), (1, 0));
+}

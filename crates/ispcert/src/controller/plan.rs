@@ -47,6 +47,7 @@ pub struct Plan {
     pub secret_template: SecretTemplate,
     pub deletion_policy: DeletionPolicy,
     pub renew_before: RenewBefore,
+    pub subscription_renewal: crate::crd::SubscriptionRenewal,
 }
 
 impl Plan {
@@ -175,6 +176,7 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
         secret_template: spec.secret_template.clone().unwrap_or_default(),
         deletion_policy: spec.deletion_policy,
         renew_before,
+        subscription_renewal: spec.subscription_renewal.or(issuer.subscription_renewal).unwrap_or_default(),
     })
 }
 
@@ -418,6 +420,7 @@ mod tests {
             deletion_policy: DeletionPolicy::Retain,
             renew_before: None,
             renew_before_percentage: None,
+            subscription_renewal: None,
         }
     }
 

@@ -26,6 +26,8 @@ pub const DELETED_AT_BILLING: &str = "DeletedAtBilling";
 pub const RENEWAL_SCHEDULED: &str = "RenewalScheduled";
 pub const SUBSCRIPTION_ACTIVE: &str = "SubscriptionActive";
 pub const RENEW_REQUESTED: &str = "RenewRequested";
+pub const PROLONGING: &str = "Prolonging";
+pub const PROLONGED: &str = "Prolonged";
 
 // Waiting on something outside this resource.
 pub const ISSUER_NOT_FOUND: &str = "IssuerNotFound";
@@ -52,6 +54,10 @@ pub const SUBSCRIPTION_ENDED: &str = "SubscriptionEnded";
 pub const REISSUE_STUCK: &str = "ReissueStuck";
 /// The CA refused a reissue; it is requested again a bounded number of times.
 pub const REISSUE_FAILED: &str = "ReissueFailed";
+/// The billing refused `service.prolong` before charging.
+pub const PROLONG_REFUSED: &str = "ProlongRefused";
+/// A prolongation's answer was lost and the list does not show it: a person checks.
+pub const PROLONG_OUTCOME_UNKNOWN: &str = "ProlongOutcomeUnknown";
 /// The account holds orders that may be the one wanted: a person adopts one or confirms another.
 pub const UNCLAIMED_ORDER_FOUND: &str = "UnclaimedOrderFound";
 /// The issuer's order budget allows no further order now.

@@ -7,7 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::issuer::{Contacts, SubjectSpec};
+use super::issuer::{Contacts, SubjectSpec, SubscriptionRenewal};
 
 fn default_period() -> u32 {
     12
@@ -139,6 +139,11 @@ pub struct IspCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 99))]
     pub renew_before_percentage: Option<u32>,
+
+    /// How this certificate's subscription is renewed near its end: `Manual` or `Automatic`
+    /// (`service.prolong`, money); the issuer's `subscriptionRenewal` (default `Manual`) when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_renewal: Option<SubscriptionRenewal>,
 
     /// What deleting this resource does. `Retain` (default) keeps the order, the Secret and the
     /// key Secret (applying the manifest again adopts them, buying nothing); `Delete` deletes the
@@ -349,6 +354,20 @@ pub struct ReissueState {
     pub failed: Option<bool>,
 }
 
+/// A subscription renewal (`service.prolong`) being made: written before the billing is asked, so
+/// that a crash or a lost answer is confirmed from the list instead of paid twice.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProlongState {
+    /// When the operator decided to prolong.
+    pub requested_at: Time,
+    /// The subscription's end before it; a list showing a later end confirms the prolongation.
+    pub previous_end: Time,
+    /// Set when the billing's answer was lost (timeout, 5xx): the prolongation may have been made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome_unknown: Option<bool>,
+}
+
 /// What the operator knows about the order and the certificate.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -382,6 +401,12 @@ pub struct CertificateStatus {
     /// Set while an order is being placed (see the operator's README on crash safety).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_attempt: Option<OrderAttempt>,
+    /// Set while a subscription renewal (`service.prolong`) is being made and confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prolong: Option<ProlongState>,
+    /// When the operator last prolonged the subscription (it counts against the order budget).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prolonged_at: Option<Time>,
     /// Set while a free reissue is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissue: Option<ReissueState>,

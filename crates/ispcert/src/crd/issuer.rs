@@ -52,6 +52,23 @@ pub struct IssuerSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 4294967295u32))]
     pub order_budget: Option<u32>,
+
+    /// How the certificates' subscriptions are renewed when they near their end. `Manual`
+    /// (default): a `SubscriptionEnding` condition, a Warning event and a metric ahead of the end,
+    /// and nothing is bought. `Automatic`: `service.prolong` once per period (money), within the
+    /// order budget. A certificate's own `subscriptionRenewal` wins.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_renewal: Option<SubscriptionRenewal>,
+}
+
+/// Who renews a subscription.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SubscriptionRenewal {
+    /// A person, in the billing panel; the operator warns ahead.
+    #[default]
+    Manual,
+    /// The operator, by `service.prolong`, once per period.
+    Automatic,
 }
 
 /// The default of [`IssuerSpec::order_budget`].

@@ -91,6 +91,19 @@ impl Stop {
         )
     }
 
+    /// Something a person must look at while the certificate may still serve: Ready stays as the
+    /// served certificate allows, `Issuing` carries the trouble, and a Warning event says it.
+    pub fn trouble(reason: &'static str, message: impl Into<String>, requeue: Duration) -> Self {
+        Stop {
+            ready: None,
+            reason,
+            message: message.into(),
+            issuing: true,
+            failure: true,
+            requeue: Requeue::After(requeue),
+        }
+    }
+
     /// A failure retried with the per-object backoff.
     pub fn failed(reason: &'static str, message: impl Into<String>) -> Self {
         Stop { ready: None, reason, message: message.into(), issuing: true, failure: true, requeue: Requeue::Backoff }

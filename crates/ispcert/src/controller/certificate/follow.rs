@@ -73,6 +73,7 @@ pub async fn converge(
         let info = stored.leaf_info();
         if judge(plan, &info, &material.bits, None, run.now) == Verdict::Accept {
             go!(refresh_subscription(run, ledger, &order).await);
+            go!(super::prolong::ensure(run, ledger, &order, &info.serial).await?);
             let due = renewal_of(run, plan, &info, ledger.status()).at().is_some_and(|at| run.now >= at);
             if let Some(value) = renew_asked {
                 ledger.record(Change::RenewRequestHandled(value));

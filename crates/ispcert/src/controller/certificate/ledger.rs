@@ -41,6 +41,14 @@ pub enum Change {
     RenewRequestHandled(String),
     /// The approver emails the billing was given with the order or a reissue.
     ApproversSent(Vec<String>),
+    /// A prolongation is about to be requested.
+    ProlongRequested(crate::crd::ProlongState),
+    /// The billing's answer to the prolongation was lost: it may have been made.
+    ProlongOutcomeUnknown,
+    /// The billing refused the prolongation before charging.
+    ProlongAbandoned,
+    /// The list shows the prolongation requested at `at`: the subscription now ends at `end`.
+    Prolonged { end: Timestamp, at: Timestamp },
     /// A certificate for the spec is stored in the Secret.
     Stored(Stored),
 }
@@ -88,6 +96,18 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
         }
         Change::RenewRequestHandled(value) => status.renew_request = Some(value),
         Change::ApproversSent(emails) => status.approver_emails = emails,
+        Change::ProlongRequested(p) => status.prolong = Some(p),
+        Change::ProlongOutcomeUnknown => {
+            if let Some(p) = status.prolong.as_mut() {
+                p.outcome_unknown = Some(true);
+            }
+        }
+        Change::ProlongAbandoned => status.prolong = None,
+        Change::Prolonged { end, at } => {
+            status.prolong = None;
+            status.prolonged_at = Some(Time(at));
+            status.subscription_end = Some(Time(end));
+        }
         Change::Stored(s) => {
             status.not_before = Some(Time(s.not_before));
             status.not_after = Some(Time(s.not_after));

@@ -18,6 +18,7 @@ mod ledger;
 mod order;
 mod output;
 mod place;
+mod prolong;
 mod reissue;
 mod run;
 #[cfg(test)]
