@@ -13,28 +13,22 @@ use super::ledger::{Change, Ledger};
 use super::output::{apply_secret, chain_in};
 use super::reissue::{self, Repeat};
 use super::run::Run;
+use super::serving::{self, refresh_subscription, renew_request, renewal_of};
 use super::settle::Note;
 use super::store;
 use crate::billing::BillingError;
 use crate::controller::context::Error;
-use crate::controller::decide::{
-    BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state, same_names,
-};
+use crate::controller::decide::{BillingPhase, ReissueNeed, Verdict, billing_date, billing_phase, judge, order_state};
 use crate::controller::issuers::IssuerView;
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
-use crate::controller::renewal::{Renewal, RenewalPolicy, Subscription, plan_renewal, subscription};
+use crate::controller::renewal::Renewal;
 use crate::controller::secrets::{Provenance, managed_for, tls_secret};
 use crate::crd::CertificateStatus;
-use crate::pki::chain::{CertInfo, Chain};
+use crate::pki::chain::Chain;
 use crate::pki::keys;
-use kube::ResourceExt;
 
 /// What every step after the order works with: the plan, the issuer, the key and the order id.
-/// Annotation `ispcert renew` sets (to the time of the request): a value the status has not
-/// acted on yet asks for a free reissue now. Safe to repeat: each value is acted on once.
-pub const RENEW_ANNOTATION: &str = "ispcert.dev/renew";
-
 pub struct Order<'a> {
     pub plan: &'a Plan,
     pub issuer: &'a IssuerView,
@@ -72,34 +66,29 @@ pub async fn converge(
     {
         let info = stored.leaf_info();
         if judge(plan, &info, &material.bits, None, run.now) == Verdict::Accept {
-            go!(refresh_subscription(run, ledger, &order).await);
-            go!(super::prolong::ensure(run, ledger, &order, &info.serial).await?);
-            let due = renewal_of(run, plan, &info, ledger.status()).at().is_some_and(|at| run.now >= at);
-            if let Some(value) = renew_asked {
-                ledger.record(Change::RenewRequestHandled(value));
-                ledger.note(Note::normal(
-                    r::RENEW_REQUESTED,
-                    "renewal requested through the ispcert.dev/renew annotation",
-                ));
-                return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial, 1).await;
-            }
-            if due {
-                return reissue::request(run, ledger, &order, ReissueNeed::Renewal, &info.serial, 1).await;
-            }
-            // Approvers changed since the billing was last given them: a free reissue with the
-            // new ones. Unknown (an adopted order, an earlier version): the current ones count.
-            let wanted = plan.approver_emails();
-            let sent = &ledger.status().approver_emails;
-            if sent.is_empty() {
-                ledger.record(Change::ApproversSent(wanted));
-            } else if !same_names(sent, &wanted) {
-                return reissue::request(run, ledger, &order, ReissueNeed::Approvers, &info.serial, 1).await;
-            }
-            return store::store(run, ledger, &order, stored, existing.as_ref()).await;
+            return serving::next(run, ledger, &order, stored, &info, renew_asked, existing.as_ref()).await;
         }
     }
-    // A reissue under way may be due again (timed out, refused by the CA); a renewal asked for
-    // meanwhile starts a fresh series of requests.
+    let repeat = repeat_now(run, ledger, renew_asked);
+    if let (Repeat::Again(attempt), Some(re)) = (repeat, ledger.status().reissue.clone()) {
+        let serial = re.previous_serial.clone().unwrap_or_default();
+        return reissue::request(run, ledger, &order, reissue::need_of(&re.reason), &serial, attempt).await;
+    }
+    // A new order or a reissue is followed through the list; a known certificate whose Secret
+    // was lost is downloaded directly.
+    let flow = follow_billing(run, ledger, &order, existing.as_ref()).await?;
+    Ok(match (flow, repeat) {
+        (Flow::Stop(stop), Repeat::Exhausted) if stop.ready != Some(true) => {
+            Flow::Stop(exhausted(run, ledger.status(), stop))
+        }
+        (flow, _) => flow,
+    })
+}
+
+/// Whether a reissue under way is due again (timed out, refused by the CA). A renewal asked for
+/// meanwhile is answered by it, or starts a fresh series when it was given up on. Records the
+/// request as handled.
+fn repeat_now(run: &Run<'_>, ledger: &mut Ledger, renew_asked: Option<String>) -> Repeat {
     let settings = &run.ctx.shared.settings;
     let mut repeat = match &ledger.status().reissue {
         Some(re) => {
@@ -116,19 +105,7 @@ pub async fn converge(
             repeat = Repeat::Again(1);
         }
     }
-    if let (Repeat::Again(attempt), Some(re)) = (repeat, ledger.status().reissue.clone()) {
-        let serial = re.previous_serial.clone().unwrap_or_default();
-        return reissue::request(run, ledger, &order, reissue::need_of(&re.reason), &serial, attempt).await;
-    }
-    // A new order or a reissue is followed through the list; a known certificate whose Secret
-    // was lost is downloaded directly.
-    let flow = follow_billing(run, ledger, &order, existing.as_ref()).await?;
-    Ok(match (flow, repeat) {
-        (Flow::Stop(stop), Repeat::Exhausted) if stop.ready != Some(true) => {
-            Flow::Stop(exhausted(run, ledger.status(), stop))
-        }
-        (flow, _) => flow,
-    })
+    repeat
 }
 
 /// Polls (for a new order or a reissue), downloads and judges.
@@ -144,12 +121,6 @@ async fn follow_billing(
     }
     let downloaded = go!(download(run, order).await);
     judged(run, ledger, order, downloaded, existing).await
-}
-
-/// The value of the `ispcert.dev/renew` annotation when it asks for a renewal not acted on yet.
-pub fn renew_request(run: &Run<'_>, status: &CertificateStatus) -> Option<String> {
-    let value = run.cert.annotations().get(RENEW_ANNOTATION).filter(|v| !v.is_empty())?;
-    (status.renew_request.as_ref() != Some(value)).then(|| value.clone())
 }
 
 /// A reissue requested as often as allowed and still not completed: a person must look.
@@ -180,49 +151,6 @@ fn exhausted(run: &Run<'_>, status: &CertificateStatus, pending: Stop) -> Stop {
         // The billing may still complete it: look now and then.
         Some(Duration::from_secs(600)),
     )
-}
-
-/// Near or past the subscription's end, its end is read again from the account's list (shared,
-/// at most `subscription_recheck` old): a person may have prolonged it in the billing panel. An
-/// end never read (a certificate issued at once is never looked up in the list) is expected a
-/// period after the order, and read when that comes near: no list call before.
-async fn refresh_subscription(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>) -> Flow<()> {
-    let settings = &run.ctx.shared.settings;
-    let warning = jiff::SignedDuration::try_from(settings.subscription_warning).unwrap_or_default();
-    let status = ledger.status();
-    let end = status.subscription_end.as_ref().map(|t| t.0).or_else(|| expected_end(status, order.plan.period));
-    if subscription(end, warning, run.now) == Subscription::Running {
-        return Flow::Go(());
-    }
-    let handle = match run.handle(order.issuer) {
-        Flow::Go(h) => h,
-        Flow::Stop(s) => return Flow::Stop(s),
-    };
-    match handle.account.snapshot(&handle.client, settings.subscription_recheck).await {
-        Ok(snapshot) => {
-            if let Some(end) = snapshot.row(order.id).and_then(|row| row.expires.as_deref()).and_then(billing_date) {
-                ledger.record(Change::SubscriptionEnd(end));
-            }
-            Flow::Go(())
-        }
-        Err(e) => Flow::Stop(run.billing_stop(order.issuer, e, "reading the subscription's end")),
-    }
-}
-
-/// When a subscription whose end was never read is expected to end: `period` months after the
-/// order (the billing's own rule for `expiredate`).
-fn expected_end(status: &CertificateStatus, period: u32) -> Option<jiff::Timestamp> {
-    let ordered = status.ordered_at.as_ref()?.0;
-    let months = jiff::Span::new().try_months(i64::from(period)).ok()?;
-    ordered.to_zoned(jiff::tz::TimeZone::UTC).checked_add(months).ok().map(|z| z.timestamp())
-}
-
-/// The renewal plan of a certificate this order serves, under the spec's `renewBefore`, the
-/// operator's floor and the subscription's end as last read.
-pub fn renewal_of(run: &Run<'_>, plan: &Plan, info: &CertInfo, status: &CertificateStatus) -> Renewal {
-    let floor = jiff::SignedDuration::try_from(run.ctx.shared.settings.renewal_floor).unwrap_or_default();
-    let policy = RenewalPolicy { before: plan.renew_before, floor };
-    plan_renewal(info, &policy, status.subscription_end.as_ref().map(|t| t.0))
 }
 
 /// How long a pending certificate waits before it looks again.

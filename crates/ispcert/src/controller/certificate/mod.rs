@@ -23,6 +23,7 @@ mod reissue;
 mod run;
 #[cfg(test)]
 mod scenarios;
+mod serving;
 mod settle;
 mod store;
 
@@ -35,9 +36,9 @@ use tracing::{Instrument, debug, info, warn};
 pub use doubt::{ADOPT_ORDER_ANNOTATION, CONFIRM_NEW_ORDER_ANNOTATION};
 pub(crate) use flow::go;
 pub use flow::{Flow, Requeue, Stop};
-pub use follow::RENEW_ANNOTATION;
 pub use ledger::{Change, Ledger};
 use run::Run;
+pub use serving::RENEW_ANNOTATION;
 pub use settle::{Inputs, Note, Settled, settle};
 
 use super::context::{Context, Error};

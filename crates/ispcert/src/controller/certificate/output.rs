@@ -44,7 +44,7 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
         && s.order_attempt.is_none()
         && s.prolong.is_none()
         && run.now < renewal
-        && super::follow::renew_request(run, s).is_none()
+        && super::serving::renew_request(run, s).is_none()
         && subscription_running(run, s);
     if !settled {
         return None;

@@ -5,11 +5,12 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::flow::{Flow, Stop};
-use super::follow::{Order, renewal_of};
+use super::follow::Order;
 use super::key;
 use super::ledger::{Change, Ledger, Stored};
 use super::output::{apply_secret, secret_key, until};
 use super::run::Run;
+use super::serving::renewal_of;
 use super::settle::Note;
 use crate::controller::context::Error;
 use crate::controller::reasons as r;
@@ -40,7 +41,7 @@ pub async fn store(
     }
     key::forget_previous(run, order.material).await?;
     // A certificate issued now answers any renewal asked for until now.
-    if let Some(value) = super::follow::renew_request(run, ledger.status()) {
+    if let Some(value) = super::serving::renew_request(run, ledger.status()) {
         ledger.record(Change::RenewRequestHandled(value));
     }
     let renewal = renewal_of(run, order.plan, &info, ledger.status()).at();
