@@ -4,8 +4,9 @@
 //! nor hold. It measures the time until all are Ready, the operator's peak and steady RSS and CPU
 //! seconds (and those of kube-apiserver, etcd and this process, which runs the simulator), API
 //! requests by verb as the API server counts them (`apiserver_request_total`), billing requests
-//! by function as the simulator counts them; then an idle minute, and a restart with every
-//! certificate Ready. It prints each goal beside its figure.
+//! by function as the simulator counts them; then an idle minute, a restart with every
+//! certificate Ready, and a mass renewal (every certificate asked to renew at once, as
+//! `ispcert renew --all -A` does). It prints each goal beside its figure.
 //!
 //! `hack/bench` (release build, N = 1,000; `hack/bench --certificates 10000`) is the documented
 //! command. Run by `cargo test` (`hack/test` runs every target) it checks instead: N = 100 and
@@ -99,6 +100,13 @@ struct Figures {
     restart_rss_kib: u64,
     /// Events by type and reason (each counted once, however often it recurred).
     events: BTreeMap<String, usize>,
+    /// The mass renewal: time until every certificate serves a new certificate, billing calls
+    /// by function, the operator's API writes (the N annotation patches of the driver apart),
+    /// and orders (the goal is none).
+    renewal_seconds: f64,
+    renewal_billing: BTreeMap<String, u64>,
+    renewal_writes: f64,
+    renewal_orders: u64,
 }
 
 impl Figures {
@@ -285,6 +293,11 @@ impl Bench {
             .expect("the operator starts")
     }
 
+    /// Orders placed at the simulator so far, over every account.
+    async fn orders(&self) -> u64 {
+        self.sim.admin().stats().await.unwrap().accounts.values().map(|a| a.orders).sum()
+    }
+
     /// Billing requests by function so far.
     async fn billing(&self) -> BTreeMap<String, u64> {
         self.sim.admin().stats().await.unwrap().requests
@@ -362,6 +375,77 @@ async fn all_ready(client: &kube::Client, n: usize) {
     }
 }
 
+/// Every certificate's serial, by namespace and name.
+async fn serials(client: &kube::Client) -> HashMap<String, Option<String>> {
+    let api: Api<IspCertificate> = Api::all(client.clone());
+    let list = api.list(&Default::default()).await.unwrap().items;
+    list.into_iter().map(|c| (key_of(&c), c.status.and_then(|s| s.serial_number))).collect()
+}
+
+fn key_of(c: &IspCertificate) -> String {
+    format!("{:?}/{:?}", c.metadata.namespace, c.metadata.name)
+}
+
+/// Every certificate asked to renew at once (the `ispcert.dev/renew` annotation, as
+/// `ispcert renew --all -A` sets it), then timed until each serves a new certificate.
+async fn mass_renewal(bench: &Bench, f: &mut Figures, api_before: &ApiCounts) {
+    eprintln!("scale: mass renewal of every certificate");
+    let before = serials(&bench.client).await;
+    let (billing_before, orders_before) = (bench.billing().await, bench.orders().await);
+    let started = Instant::now();
+    let now = jiff::Timestamp::now().to_string();
+    let patch = json!({"metadata": {"annotations": {"ispcert.dev/renew": now}}});
+    let api: Api<IspCertificate> = Api::all(bench.client.clone());
+    let certs = api.list_metadata(&Default::default()).await.unwrap().items;
+    futures::stream::iter(certs)
+        .map(|c| {
+            let (client, patch) = (bench.client.clone(), patch.clone());
+            async move {
+                let api: Api<IspCertificate> = Api::namespaced(client, &c.metadata.namespace.unwrap_or_default());
+                let params = kube::api::PatchParams::default();
+                api.patch_metadata(&c.metadata.name.unwrap_or_default(), &params, &kube::api::Patch::Merge(&patch))
+                    .await
+                    .unwrap();
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+    all_renewed(&bench.client, &before).await;
+    f.renewal_seconds = started.elapsed().as_secs_f64();
+    bench.until_idle().await;
+    let billing = bench.billing().await;
+    f.renewal_billing = billing
+        .iter()
+        .map(|(k, v)| (k.clone(), v - billing_before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, v)| *v > 0)
+        .collect();
+    let api_after = api_counts(&bench.client).await;
+    f.renewal_writes = Figures::certificate_writes(&minus(&api_after, api_before)) - f.n as f64;
+    f.renewal_orders = bench.orders().await - orders_before;
+}
+
+/// Waits until every certificate is Ready with a serial other than `before`'s, by one watch.
+async fn all_renewed(client: &kube::Client, before: &HashMap<String, Option<String>>) {
+    let api: Api<IspCertificate> = Api::all(client.clone());
+    let mut renewed: HashMap<String, bool> = HashMap::new();
+    let stream = watcher(api, watcher::Config::default());
+    futures::pin_mut!(stream);
+    while let Some(event) = stream.try_next().await.unwrap() {
+        if let watcher::Event::Apply(c) | watcher::Event::InitApply(c) = event {
+            let status = c.status.clone().unwrap_or_default();
+            let ok = status.reissue.is_none()
+                && status.serial_number.is_some()
+                && before.get(&key_of(&c)).is_some_and(|old| *old != status.serial_number)
+                && status.conditions.iter().any(|x| x.type_ == "Ready" && x.status == "True");
+            renewed.insert(key_of(&c), ok);
+        }
+        if renewed.values().filter(|r| **r).count() >= before.len() {
+            return;
+        }
+    }
+}
+
 async fn events_by_reason(client: &kube::Client) -> BTreeMap<String, usize> {
     let api: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
     let mut counts = BTreeMap::new();
@@ -422,6 +506,7 @@ async fn measure(args: &Args) -> Figures {
     f.restart_writes = Figures::writes(&f.restart_api);
     f.restart_billing = bench.billing().await.values().sum::<u64>() - billing_idle.values().sum::<u64>();
     f.restart_rss_kib = status_kib(operator.0.id(), "VmRSS");
+    mass_renewal(&bench, &mut f, &api_restart).await;
     f.events = events_by_reason(&bench.client).await;
     drop(operator);
     bench.cp.stop();
@@ -477,6 +562,20 @@ fn print(f: &Figures, args: &Args) {
     for ((verb, resource), count) in &f.restart_api {
         println!("| &nbsp; restart: {verb} {resource} | {count} | |");
     }
+    println!(
+        "| mass renewal: time until every certificate is renewed | {:.1} s | < 600 s at 10,000 |",
+        f.renewal_seconds
+    );
+    println!("| mass renewal: orders | {} | 0 |", f.renewal_orders);
+    let renewal_calls: u64 = f.renewal_billing.values().sum();
+    println!("| mass renewal: billing calls per certificate | {:.2} | reported |", f.per(renewal_calls as f64));
+    for (func, count) in &f.renewal_billing {
+        println!("| &nbsp; {func} | {:.2} | |", f.per(*count as f64));
+    }
+    println!(
+        "| mass renewal: API writes per certificate (its Secrets and status) | {:.2} | reported |",
+        f.per(f.renewal_writes)
+    );
 }
 
 /// The per-certificate counts CI holds the operator to; `Err` names what broke.
@@ -490,6 +589,9 @@ fn check(small: &Figures, large: &Figures) -> Result<(), String> {
         // Noise: a certificate reconciled before its issuer's first check costs one more patch.
         if writes > 5.05 {
             broken.push(format!("N = {}: {writes:.2} API writes per certificate (goal <= 5)", f.n));
+        }
+        if f.renewal_orders > 0 {
+            broken.push(format!("N = {}: a mass renewal placed {} orders (goal: none)", f.n, f.renewal_orders));
         }
         // A restart checks each issuer's credentials once: per issuer, not per certificate.
         if f.idle_billing > 0 || f.idle_writes > 0.0 || f.restart_billing > ISSUERS as u64 || f.restart_writes > 0.0 {
