@@ -11,6 +11,7 @@ use kube::{Api, ResourceExt};
 
 use super::flow::{Flow, SECRET_IN_USE_RECHECK, Stop};
 use super::run::Run;
+use super::serving::expected_end;
 use crate::controller::conditions;
 use crate::controller::context::{Error, KubeResult};
 use crate::controller::plan::Plan;
@@ -62,10 +63,12 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
     })
 }
 
-/// Whether the subscription is far from its end (near it, its end is read again).
+/// Whether the subscription is far from its end, known or expected (near it, its end is read
+/// again and, under `Automatic`, prolonged).
 fn subscription_running(run: &Run<'_>, s: &CertificateStatus) -> bool {
     let warning = jiff::SignedDuration::try_from(run.ctx.shared.settings.subscription_warning).unwrap_or_default();
-    subscription(s.subscription_end.as_ref().map(|t| t.0), warning, run.now) == Subscription::Running
+    let end = s.subscription_end.as_ref().map(|t| t.0).or_else(|| expected_end(s, run.cert.spec.period));
+    subscription(end, warning, run.now) == Subscription::Running
 }
 
 /// The chain stored in a Secret, if it parses.

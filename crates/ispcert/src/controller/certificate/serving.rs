@@ -92,7 +92,7 @@ pub async fn refresh_subscription(run: &Run<'_>, ledger: &mut Ledger, order: &Or
 
 /// When a subscription whose end was never read is expected to end: `period` months after the
 /// order (the billing's own rule for `expiredate`).
-fn expected_end(status: &CertificateStatus, period: u32) -> Option<jiff::Timestamp> {
+pub fn expected_end(status: &CertificateStatus, period: u32) -> Option<jiff::Timestamp> {
     let ordered = status.ordered_at.as_ref()?.0;
     let months = jiff::Span::new().try_months(i64::from(period)).ok()?;
     ordered.to_zoned(jiff::tz::TimeZone::UTC).checked_add(months).ok().map(|z| z.timestamp())
