@@ -73,6 +73,10 @@ async fn reconcile_certificate(cert: Arc<IspCertificate>, ctx: Arc<Context>) -> 
     if let Some(action) = cleanup::align_finalizer(&cert, &ctx).await? {
         return Ok(action);
     }
+    if awaits_first_issuer_check(&cert, &ctx) {
+        // Nothing to say yet, so nothing is written: the issuer's status change wakes it.
+        return Ok(Action::requeue(std::time::Duration::from_secs(2)));
+    }
     let run = Run::new(&cert, &ctx);
     let mut ledger = Ledger::new(&cert.status.clone().unwrap_or_default());
     let stop = match drive(&run, &mut ledger).await {
@@ -81,6 +85,16 @@ async fn reconcile_certificate(cert: Arc<IspCertificate>, ctx: Arc<Context>) -> 
         Err(e) => Stop::failed(e.category(), e.to_string()),
     };
     finish(&run, ledger, stop).await
+}
+
+/// A new certificate (no status yet) whose issuer exists but has not been checked once (right
+/// after the operator starts, or just created): writing "waiting for the issuer" would cost every
+/// such certificate a status write and an event for a moment's wait.
+fn awaits_first_issuer_check(cert: &IspCertificate, ctx: &Context) -> bool {
+    cert.status.is_none()
+        && ctx
+            .issuer(&cert.namespace().unwrap_or_default(), &cert.spec.issuer_ref)
+            .is_some_and(|i| super::conditions::get(&i.status.conditions, super::reasons::READY).is_none())
 }
 
 /// The stages in order. Returns the stop that ended the run.
