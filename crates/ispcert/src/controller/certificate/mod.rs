@@ -87,6 +87,13 @@ async fn reconcile_certificate(cert: Arc<IspCertificate>, ctx: Arc<Context>) -> 
     finish(&run, ledger, stop).await
 }
 
+/// Who renews the certificate's subscription: its own `subscriptionRenewal`, else its issuer's.
+fn subscription_renewal(run: &Run<'_>) -> crate::crd::SubscriptionRenewal {
+    let spec = &run.cert.spec;
+    let issuer = || run.ctx.issuer(&run.ns, &spec.issuer_ref).and_then(|i| i.spec.subscription_renewal);
+    spec.subscription_renewal.or_else(issuer).unwrap_or_default()
+}
+
 /// A new certificate (no status yet) whose issuer exists but has not been checked once (right
 /// after the operator starts, or just created): writing "waiting for the issuer" would cost every
 /// such certificate a status write and an event for a moment's wait.
@@ -127,6 +134,7 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
         generation: run.cert.metadata.generation,
         secret_name: &run.cert.spec.secret_name,
         subscription_warning: jiff::SignedDuration::try_from(shared.settings.subscription_warning).unwrap_or_default(),
+        subscription_renewal: subscription_renewal(run),
         now: run.now,
     };
     let settled = settle(inputs, &stop);

@@ -13,7 +13,7 @@ use super::flow::{Requeue, Stop};
 use crate::controller::conditions;
 use crate::controller::reasons as r;
 use crate::controller::renewal::{Subscription, subscription};
-use crate::crd::CertificateStatus;
+use crate::crd::{CertificateStatus, SubscriptionRenewal};
 
 /// An event to publish: its type, reason and note.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -57,6 +57,8 @@ pub struct Inputs<'a> {
     pub secret_name: &'a str,
     /// How far ahead of the subscription's end `SubscriptionEnding` turns True.
     pub subscription_warning: SignedDuration,
+    /// Who renews the subscription, for the words of `SubscriptionEnding`.
+    pub subscription_renewal: SubscriptionRenewal,
     pub now: Timestamp,
 }
 
@@ -77,7 +79,9 @@ pub struct Inputs<'a> {
 ///   ahead, with a Warning event when it turns True or the subscription ends, and the certificate
 ///   is looked at again at those moments.
 pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
-    let Inputs { old, mut built, mut events, generation, secret_name, subscription_warning, now } = inputs;
+    let Inputs { old, mut built, mut events, generation, secret_name, subscription_warning, subscription_renewal, now } =
+        inputs;
+    let automatic = subscription_renewal == SubscriptionRenewal::Automatic;
     let serving = conditions::is_true(&old.conditions, r::READY)
         && old.observed_generation == generation
         && built.not_after.as_ref().is_some_and(|t| t.0 > now);
@@ -100,8 +104,11 @@ pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
     let ready_message = if ready && ready_message.is_empty() { ready_text(&built, secret_name) } else { ready_message };
     let sub = subscription(built.subscription_end.as_ref().map(|t| t.0), subscription_warning, now);
     let expired = !ready && built.serial_number.is_some() && built.not_after.as_ref().is_some_and(|t| t.0 <= now);
-    let (ready_reason, ready_message) =
-        if expired { expired_words(&built, sub, &stop.message, secret_name) } else { (ready_reason, ready_message) };
+    let (ready_reason, ready_message) = if expired {
+        expired_words(&built, sub, automatic, &stop.message, secret_name)
+    } else {
+        (ready_reason, ready_message)
+    };
     conditions::set(&mut built.conditions, r::READY, ready, ready_reason, &ready_message, generation, now);
     let issuing_message = if stop.issuing { stop.message.clone() } else { String::new() };
     conditions::set(&mut built.conditions, r::ISSUING, stop.issuing, stop.reason, issuing_message, generation, now);
@@ -110,7 +117,7 @@ pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
     let stalled_message = if stalled { stop.message.clone() } else { String::new() };
     conditions::set(&mut built.conditions, r::STALLED, stalled, stop.reason, stalled_message, generation, now);
     built.observed_generation = generation;
-    if let Some(note) = set_subscription(&mut built, sub, old, generation, now) {
+    if let Some(note) = set_subscription(&mut built, sub, automatic, old, generation, now) {
         events.push(note);
     }
 
@@ -136,11 +143,19 @@ pub fn settle(inputs: Inputs<'_>, stop: &Stop) -> Settled {
 }
 
 /// The Ready reason and message of a certificate whose served certificate has expired.
-fn expired_words(built: &CertificateStatus, sub: Subscription, pending: &str, secret: &str) -> (&'static str, String) {
+fn expired_words(
+    built: &CertificateStatus,
+    sub: Subscription,
+    automatic: bool,
+    pending: &str,
+    secret: &str,
+) -> (&'static str, String) {
     let at = |t: &Option<Time>| t.as_ref().map(|t| day_and_time(t.0)).unwrap_or_default();
     let expired = format!("the certificate in Secret {secret} expired at {}", at(&built.not_after));
     match sub {
-        Subscription::Ended(_) => (r::SUBSCRIPTION_ENDED, format!("{expired}: {}", subscription_words(built, sub))),
+        Subscription::Ended(_) => {
+            (r::SUBSCRIPTION_ENDED, format!("{expired}: {}", subscription_words(built, sub, automatic)))
+        }
         _ if pending.is_empty() => (r::EXPIRED, expired),
         _ => (r::EXPIRED, format!("{expired}; {pending}")),
     }
@@ -150,10 +165,15 @@ fn day_and_time(t: Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M UTC").to_string()
 }
 
-/// What the subscription's state means, in words that say what to do.
-fn subscription_words(built: &CertificateStatus, sub: Subscription) -> String {
+/// What the subscription's state means, in words that say what to do (under `Automatic`, what
+/// the operator does).
+fn subscription_words(built: &CertificateStatus, sub: Subscription, automatic: bool) -> String {
     let order = built.order_id.as_deref().unwrap_or("?");
     match sub {
+        Subscription::Ending(end) | Subscription::Ended(end) if automatic => format!(
+            "the subscription of order {order} ends at {}: the operator prolongs it (subscriptionRenewal: Automatic)",
+            day_and_time(end)
+        ),
         Subscription::Running => match &built.subscription_end {
             Some(end) => format!("the subscription of order {order} runs until {}", day_and_time(end.0)),
             None => String::new(),
@@ -174,6 +194,7 @@ fn subscription_words(built: &CertificateStatus, sub: Subscription) -> String {
 fn set_subscription(
     built: &mut CertificateStatus,
     sub: Subscription,
+    automatic: bool,
     old: &CertificateStatus,
     generation: Option<i64>,
     now: Timestamp,
@@ -184,7 +205,7 @@ fn set_subscription(
         Subscription::Ending(_) => (true, r::SUBSCRIPTION_ENDING),
         Subscription::Ended(_) => (true, r::SUBSCRIPTION_ENDED),
     };
-    let text = subscription_words(built, sub);
+    let text = subscription_words(built, sub, automatic);
     conditions::set(&mut built.conditions, r::SUBSCRIPTION_ENDING, ending, reason, &text, generation, now);
     let before =
         conditions::get(&old.conditions, r::SUBSCRIPTION_ENDING).map(|c| (c.status.as_str(), c.reason.as_str()));
@@ -271,6 +292,7 @@ mod tests {
             generation: GEN,
             secret_name: "www-tls",
             subscription_warning: SignedDuration::from_hours(24 * 30),
+            subscription_renewal: SubscriptionRenewal::Manual,
             now: now(),
         };
         settle(inputs, stop)
@@ -375,6 +397,9 @@ mod tests {
         assert_eq!(condition(&ended, r::READY).1, r::SUBSCRIPTION_ENDED);
         assert!(condition(&ended, r::READY).2.contains("delete and re-create this IspCertificate"));
         assert_eq!(condition(&ended, r::SUBSCRIPTION_ENDING).1, r::SUBSCRIPTION_ENDED);
+        // Under Automatic the words say what the operator does instead.
+        let words = subscription_words(&with_end(20), Subscription::Ending(now()), true);
+        assert!(words.contains("the operator prolongs it") && !words.contains("billing panel"), "{words}");
         // No end known: no condition.
         let unknown = run(&status(("True", r::ISSUED, "valid"), ("False", r::ISSUED), GEN, 20), vec![], &ready);
         assert!(conditions::get(&unknown.status.conditions, r::SUBSCRIPTION_ENDING).is_none());
