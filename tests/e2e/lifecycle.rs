@@ -313,9 +313,10 @@ async fn a_changed_approver_mailbox_is_a_free_oldrequest_reissue_with_the_new_ap
 #[tokio::test]
 async fn after_a_billing_outage_every_pending_certificate_is_ready_within_one_backoff_cap() {
     use ispcert_sim::{FaultKind, FaultSpec};
-    // Orders take 12 s; the billing answers 503 to everything for 20 s from the moment all are
-    // ordered; the test settings cap the backoff at 2 s.
-    let sim = SimConfig { issue_after: Duration::from_secs(12), ..Env::default_sim() };
+    // Orders are issued only when the test says so (after the outage), so every certificate is
+    // pending through it; the billing answers 503 to everything for 20 s; the test settings cap
+    // the backoff at 2 s.
+    let sim = SimConfig { issue_after: Duration::from_secs(3600), ..Env::default_sim() };
     let env = Env::with_sim("life-outage", sim).await;
     env.ready_issuer().await;
     let names: Vec<String> = (0..5).map(|i| format!("out{i}")).collect();
@@ -324,8 +325,10 @@ async fn after_a_billing_outage_every_pending_certificate_is_ready_within_one_ba
             .await
             .unwrap();
     }
+    let mut orders = vec![];
     for name in &names {
-        env.wait_cert(name, |s| s.order_id.is_some() && s.order_attempt.is_none()).await;
+        let cert = env.wait_cert(name, |s| s.order_id.is_some() && s.order_attempt.is_none()).await;
+        orders.push(cert.status.unwrap().order_id.unwrap().parse::<u64>().unwrap());
     }
     let fault = env.admin.add_fault(&FaultSpec::new(FaultKind::Status { status: 503 })).await.unwrap();
     tokio::time::sleep(Duration::from_secs(20)).await;
@@ -334,6 +337,9 @@ async fn after_a_billing_outage_every_pending_certificate_is_ready_within_one_ba
         assert!(status.failed_attempts.unwrap_or(0) >= 1, "{name} saw the outage: {status:?}");
     }
     env.admin.remove_fault(fault).await.unwrap();
+    for id in orders {
+        env.admin.issue_now(id).await.unwrap();
+    }
     let back = std::time::Instant::now();
     for name in &names {
         env.wait_ready(name).await;
