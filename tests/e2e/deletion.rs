@@ -116,7 +116,10 @@ async fn deleting_a_refused_adoption_leaves_the_other_certificates_order_alone()
 #[tokio::test]
 async fn a_namespace_being_deleted_is_not_held_by_a_delete_certificate_whose_issuer_went_with_it() {
     use k8s_openapi::api::core::v1::Namespace;
-    let env = Env::new("delete-namespace").await;
+    let mut env = Env::without_operator("delete-namespace", Env::default_sim()).await;
+    // Long enough that the blocked state is seen however slow the machine is.
+    env.settings.namespace_cleanup_wait = Duration::from_secs(10);
+    env.start_operator().await;
     env.ready_issuer().await;
     apply_deleting_site(&env).await;
     let cert = env.wait_ready("site").await;
@@ -132,7 +135,7 @@ async fn a_namespace_being_deleted_is_not_held_by_a_delete_certificate_whose_iss
     let message = blocked.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap().message;
     assert!(
         message.contains("issuer billing does not exist")
-            && message.contains("The namespace is being deleted: after 3s the order is kept"),
+            && message.contains("The namespace is being deleted: after 10s the order is kept"),
         "{message}"
     );
     wait_gone(&env, "site").await;

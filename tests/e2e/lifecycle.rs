@@ -172,10 +172,10 @@ async fn a_ca_refusal_of_a_reissue_is_requested_again_and_renew_on_a_ready_certi
 #[tokio::test]
 async fn a_subscription_ending_under_manual_warns_then_ends_without_money_or_a_reissue_cascade() {
     // A 20-second subscription and certificates as long as it allows: each is capped at its end.
-    // Issued after 2 s, so the order is followed through the list, which shows the end.
+    // Issued after 4 s, so the order is followed through the list, which shows the end.
     let sim = SimConfig {
         subscription: Some(Duration::from_secs(20)),
-        issue_after: Duration::from_secs(2),
+        issue_after: Duration::from_secs(4),
         ..quick_sim(3600)
     };
     let mut env = Env::without_operator("life-subscription", sim).await;
@@ -353,7 +353,8 @@ async fn after_a_billing_outage_every_pending_certificate_is_ready_within_one_ba
 async fn automatic_env(prefix: &str, seconds: u64) -> Env {
     let sim = SimConfig {
         subscription: Some(Duration::from_secs(seconds)),
-        issue_after: Duration::from_secs(2),
+        // Not at once: the order is followed through the list, which shows the end.
+        issue_after: Duration::from_secs(4),
         ..quick_sim(3600)
     };
     let mut env = Env::without_operator(prefix, sim).await;
