@@ -41,8 +41,6 @@ pub enum Change {
     RenewRequestHandled(String),
     /// The approver emails the billing was given with the order or a reissue.
     ApproversSent(Vec<String>),
-    /// A prolongation is about to be requested.
-    ProlongRequested(crate::crd::ProlongState),
     /// The billing's answer to the prolongation was lost: it may have been made.
     ProlongOutcomeUnknown,
     /// The billing refused the prolongation before charging.
@@ -96,7 +94,6 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
         }
         Change::RenewRequestHandled(value) => status.renew_request = Some(value),
         Change::ApproversSent(emails) => status.approver_emails = emails,
-        Change::ProlongRequested(p) => status.prolong = Some(p),
         Change::ProlongOutcomeUnknown => {
             if let Some(p) = status.prolong.as_mut() {
                 p.outcome_unknown = Some(true);
@@ -212,6 +209,32 @@ impl Ledger {
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Intent::Conflict),
             Err(e) => Err(Error::kube(format!("write the order intent to the status of {}", run.key()), e)),
+        }
+    }
+
+    /// Writes the intent to prolong on `fresh` (the resource as just read from the server) with
+    /// its resourceVersion as a precondition, as [`write_intent`](Self::write_intent) does for
+    /// orders: a second reconcile working from a lagging cache cannot prolong again.
+    pub async fn write_prolong_intent(
+        &mut self,
+        run: &Run<'_>,
+        fresh: &IspCertificate,
+        prolong: crate::crd::ProlongState,
+    ) -> Result<Intent, Error> {
+        let base = fresh.status.clone().unwrap_or_default();
+        let mut with_intent = base.clone();
+        with_intent.prolong = Some(prolong);
+        // The end this run read from the list is what the intent replaces.
+        with_intent.subscription_end = self.status.subscription_end.clone().or(base.subscription_end.clone());
+        let precondition = fresh.metadata.resource_version.as_deref();
+        match status::write(&run.api, &run.name, &base, &with_intent, precondition).await {
+            Ok(_) => {
+                self.status = with_intent.clone();
+                self.written = with_intent;
+                Ok(Intent::Written)
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Intent::Conflict),
+            Err(e) => Err(Error::kube(format!("write the prolongation intent to the status of {}", run.key()), e)),
         }
     }
 

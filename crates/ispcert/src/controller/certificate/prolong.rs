@@ -14,10 +14,10 @@ use kube::runtime::events::EventType;
 
 use super::flow::{Flow, Stop};
 use super::follow::Order;
-use super::ledger::{Change, Ledger};
+use super::ledger::{Change, Intent, Ledger};
 use super::run::Run;
 use super::settle::Note;
-use crate::controller::context::Error;
+use crate::controller::context::{Error, KubeResult};
 use crate::controller::decide::billing_date;
 use crate::controller::issuers::IssuerKey;
 use crate::controller::metrics::OutcomeLabels;
@@ -97,13 +97,27 @@ async fn prolong(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>, end: Tim
         );
         return Ok(Flow::Stop(Stop::trouble(r::ORDER_BUDGET_EXHAUSTED, message, Duration::from_secs(3600))));
     }
-    // The intent is durable before the billing is asked: a crash after the call finds it.
-    ledger.record(Change::ProlongRequested(ProlongState {
-        requested_at: Time(Timestamp::now()),
-        previous_end: Time(end),
-        outcome_unknown: None,
-    }));
-    ledger.persist(run).await?;
+    // The cache may lag behind our own writes: the decision is checked on the resource as the
+    // server holds it, and the intent is durable there before the billing is asked (a crash
+    // after the call finds it; a second reconcile cannot write another).
+    let wait = run.ctx.shared.settings.poll_interval.max(Duration::from_secs(1));
+    let fresh = run.api.get_status(&run.name).await.doing(|| format!("read status of {}", run.key()))?;
+    let server = fresh.status.clone().unwrap_or_default();
+    if fresh.metadata.deletion_timestamp.is_some()
+        || server.prolong.is_some()
+        || server.prolonged_at != ledger.status().prolonged_at
+    {
+        let what = "the prolongation is already under way or the resource changed; deciding again";
+        return Ok(Flow::Stop(Stop::pending(r::PROLONGING, what, wait)));
+    }
+    let intent = ProlongState { requested_at: Time(Timestamp::now()), previous_end: Time(end), outcome_unknown: None };
+    if let Intent::Conflict = ledger.write_prolong_intent(run, &fresh, intent).await? {
+        return Ok(Flow::Stop(Stop::pending(
+            r::PROLONGING,
+            "the resource changed while prolonging; deciding again",
+            wait,
+        )));
+    }
     let result = handle.client.prolong(order.id, order.plan.period).await;
     let metrics = &run.ctx.shared.metrics;
     let outcome = |o: &str| metrics.prolongs.get_or_create(&OutcomeLabels { outcome: o.into() }).inc();
