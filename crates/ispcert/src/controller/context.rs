@@ -190,13 +190,13 @@ impl Context {
             .then(|| label.clone())
     }
 
-    /// The labels of a namespace, from the cache.
     /// Whether the namespace is being deleted (its deletion takes everything in it, the issuer and
     /// its credentials too).
     pub fn namespace_terminating(&self, namespace: &str) -> bool {
         self.shared.namespaces.get(&ObjectRef::new(namespace)).is_some_and(|n| n.metadata.deletion_timestamp.is_some())
     }
 
+    /// The labels of a namespace, from the cache.
     pub fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
         self.shared.namespaces.get(&ObjectRef::new(namespace)).map(|n| n.labels().clone()).unwrap_or_default()
     }
