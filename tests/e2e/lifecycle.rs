@@ -432,3 +432,53 @@ async fn automatic_stays_within_the_order_budget_and_says_so_while_still_ready()
     let stats = env.stats().await;
     assert_eq!((stats.orders, stats.prolongs), (1, 0));
 }
+
+#[tokio::test]
+async fn a_billing_that_refuses_to_prolong_gets_one_new_order_and_the_old_one_follows_deletion_policy() {
+    use ispcert_sim::{ErrorType, FaultKind, FaultSpec};
+    let env = automatic_env("life-prolong-refused", 30).await;
+    // This billing does not let the account prolong certificates: refused before any charge.
+    let refused = FaultSpec::new(FaultKind::Error { error: ErrorType::Access }).on_func("service.prolong");
+    env.admin.add_fault(&refused).await.unwrap();
+    let spec = |name: &str, policy: &str| {
+        with(
+            cert_spec("alphassl", &format!("{name}.example.com"), &format!("{name}-tls")),
+            json!({"deletionPolicy": policy}),
+        )
+    };
+    env.apply_certificate("gone", spec("gone", "Delete")).await.unwrap();
+    env.apply_certificate("kept", spec("kept", "Retain")).await.unwrap();
+    let first = [env.wait_ready("gone").await.status.unwrap(), env.wait_ready("kept").await.status.unwrap()];
+
+    // Each is replaced by one new order and serves its certificate, Ready all along.
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut replaced = Vec::new();
+    for (name, before) in ["gone", "kept"].into_iter().zip(&first) {
+        let status = loop {
+            let status = env.certificates().get(name).await.unwrap().status.unwrap_or_default();
+            assert!(is(&status.conditions, "Ready", "True"), "{name} stays Ready: {:?}", status.conditions);
+            let swapped = status.order_id.is_some() && status.order_id != before.order_id;
+            if swapped && status.replaced_order.is_none() && status.serial_number != before.serial_number {
+                break status;
+            }
+            assert!(std::time::Instant::now() < deadline, "{name} not replaced: {status:#?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert!(status.subscription_end.clone().unwrap().0 > before.subscription_end.clone().unwrap().0);
+        replaced.push(status);
+    }
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.prolongs), (4, 0), "one new order per certificate, nothing prolonged");
+    let warned = env.wait_event("gone", "Warning", "ProlongRefused").await;
+    assert!(warned.contains("One new order replaces it"), "{warned}");
+
+    // Delete: the old order is deleted at the billing; Retain: it is left to run out.
+    let old = |i: usize| first[i].order_id.clone().unwrap().parse::<u64>().unwrap();
+    assert!(env.admin.certificate(old(0)).await.unwrap().deleted, "Delete removes the replaced order");
+    assert!(!env.admin.certificate(old(1)).await.unwrap().deleted, "Retain leaves it");
+    assert!(env.wait_event("gone", "Normal", "OrderReplaced").await.contains("deleted order"));
+    assert!(env.wait_event("kept", "Normal", "OrderReplaced").await.contains("left at the billing"));
+    let secret = env.secrets().get("gone-tls").await.unwrap();
+    let served = secret.metadata.annotations.unwrap_or_default().get("ispcert.dev/order-id").cloned();
+    assert_eq!(served, replaced[0].order_id, "the Secret serves the new order's certificate");
+}

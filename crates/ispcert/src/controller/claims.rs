@@ -27,7 +27,7 @@ pub struct Claims {
 /// The fields a claim decision reads, pruned from the object to keep the cache small.
 const KEPT: [(&str, &[&str]); 2] = [
     ("spec", &["issuerRef", "orderId", "commonName", "product"]),
-    ("status", &["orderId", "account", "orderState", "orderedAt", "orderAttempt"]),
+    ("status", &["orderId", "account", "orderState", "orderedAt", "orderAttempt", "replacedOrder"]),
 ];
 
 /// The orders of one billing account that other certificates claim.
@@ -103,9 +103,12 @@ impl Claims {
             if on.is_some_and(|a| a != account) {
                 continue;
             }
-            if let Some(id) = text(c, "status", "orderId") {
-                let set = if on.is_some() { &mut claimed.surely } else { &mut claimed.maybe };
-                set.insert(id.to_string());
+            // An order being replaced stays its certificate's until the new one serves.
+            for field in ["orderId", "replacedOrder"] {
+                if let Some(id) = text(c, "status", field) {
+                    let set = if on.is_some() { &mut claimed.surely } else { &mut claimed.maybe };
+                    set.insert(id.to_string());
+                }
             }
             if let Some(id) = text(c, "spec", "orderId").filter(|id| !claimed.surely.contains(*id)) {
                 claimed.maybe.insert(id.to_string());
@@ -212,10 +215,12 @@ mod tests {
             cert("c", "u5", json!({"name": "other"}), json!({"orderId": "10", "account": "B"})),
             // An older version's status without the account: perhaps on A.
             cert("d", "u6", json!({"name": "old"}), json!({"orderId": "13"})),
+            // An order being replaced is still its certificate's.
+            cert("e", "u7", json!({"name": "own"}), json!({"replacedOrder": "14", "account": "A"})),
         ]);
         // Another namespace's order is claimed too, and a spec that cannot be typed still claims.
         let claimed = claims.claimed_by_others("u4", "A");
-        assert_eq!(claimed.surely, ["10", "11"].map(String::from).into());
+        assert_eq!(claimed.surely, ["10", "11", "14"].map(String::from).into());
         assert_eq!(claimed.maybe, ["13".to_string()].into());
         assert!(claimed.any("13") && !claimed.any("12"), "one's own order is not another's claim");
         assert_eq!(claims.claimed_by_others("u1", "B").surely, ["10".to_string()].into());

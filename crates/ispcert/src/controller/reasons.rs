@@ -28,6 +28,8 @@ pub const SUBSCRIPTION_ACTIVE: &str = "SubscriptionActive";
 pub const RENEW_REQUESTED: &str = "RenewRequested";
 pub const PROLONGING: &str = "Prolonging";
 pub const PROLONGED: &str = "Prolonged";
+/// The order that one the billing would not prolong was replaced by is dealt with.
+pub const ORDER_REPLACED: &str = "OrderReplaced";
 
 // Waiting on something outside this resource.
 pub const ISSUER_NOT_FOUND: &str = "IssuerNotFound";

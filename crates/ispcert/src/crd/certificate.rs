@@ -407,6 +407,12 @@ pub struct CertificateStatus {
     /// When the operator last prolonged the subscription (it counts against the order budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prolonged_at: Option<Time>,
+    /// The order this resource's order replaced, when the billing refused to prolong it under
+    /// `subscriptionRenewal: Automatic`. This certificate keeps claiming it until the new
+    /// order's certificate is stored; then it is deleted at the billing (`deletionPolicy:
+    /// Delete`) or left to run out (`Retain`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_order: Option<String>,
     /// Set while a free reissue is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reissue: Option<ReissueState>,

@@ -138,6 +138,10 @@ pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, E
 
 /// Deletes this resource's order at the billing, or says why it cannot (yet).
 async fn billing_cleanup(cert: &IspCertificate, ctx: &Context) -> Result<(), String> {
+    // An order being replaced (the billing would not prolong it) goes with the resource too.
+    if let Some(old) = cert.status.as_ref().and_then(|s| s.replaced_order.as_deref()) {
+        delete_at_billing(cert, ctx, old).await?;
+    }
     match order_to_delete(cert, ctx).await? {
         Some(id) => delete_at_billing(cert, ctx, &id).await,
         None => Ok(()),

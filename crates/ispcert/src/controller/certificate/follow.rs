@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
 
 use super::flow::{Flow, Stop, go};
 use super::key::Material;
@@ -23,7 +24,7 @@ use crate::controller::issuers::IssuerView;
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
 use crate::controller::renewal::Renewal;
-use crate::controller::secrets::{Provenance, managed_for, tls_secret};
+use crate::controller::secrets::{ANN_ORDER_ID, Provenance, managed_for, tls_secret};
 use crate::crd::CertificateStatus;
 use crate::pki::chain::Chain;
 use crate::pki::keys;
@@ -59,8 +60,17 @@ pub async fn converge(
 ) -> Result<Flow<()>, Error> {
     let order = Order { plan, issuer, material, id: order_id };
     let renew_asked = renew_request(run, ledger.status());
+    // An order replacing one the billing would not prolong: the Secret's certificate counts only
+    // once it comes from the new order; then the old order is dealt with.
+    let replacing = ledger.status().replaced_order.clone();
+    if let Some(old) = &replacing
+        && existing.as_ref().and_then(|s| s.annotations().get(ANN_ORDER_ID)).map(String::as_str) == Some(order_id)
+    {
+        go!(super::prolong::retire_replaced(run, ledger, &order, old).await);
+    }
     // The Secret may hold a good certificate already: then nothing is asked of the billing.
     if ledger.status().reissue.is_none()
+        && ledger.status().replaced_order.is_none()
         && let Some(s) = existing.as_ref().filter(|s| managed_for(s, &run.name))
         && let Some(stored) = chain_in(s)
     {
@@ -116,7 +126,7 @@ async fn follow_billing(
     existing: Option<&Secret>,
 ) -> Result<Flow<()>, Error> {
     let status = ledger.status();
-    if status.serial_number.is_none() || status.reissue.is_some() {
+    if status.serial_number.is_none() || status.reissue.is_some() || status.replaced_order.is_some() {
         go!(poll(run, ledger, order).await);
     }
     let downloaded = go!(download(run, order).await);

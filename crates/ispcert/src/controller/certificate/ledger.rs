@@ -47,6 +47,11 @@ pub enum Change {
     ProlongAbandoned,
     /// The list shows the prolongation requested at `at`: the subscription now ends at `end`.
     Prolonged { end: Timestamp, at: Timestamp },
+    /// The billing refused to prolong order `old`: one new order replaces it. Until that order
+    /// is placed the resource has none of its own; `old` stays claimed by it.
+    Replacing { old: String },
+    /// The replaced order is dealt with (deleted at the billing, or left to run out).
+    ReplacedOrderRetired,
     /// A certificate for the spec is stored in the Secret.
     Stored(Stored),
 }
@@ -105,6 +110,18 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
             status.prolonged_at = Some(Time(at));
             status.subscription_end = Some(Time(end));
         }
+        Change::Replacing { old } => {
+            status.replaced_order = Some(old);
+            status.order_id = None;
+            status.ordered_at = None;
+            status.order_state = None;
+            status.subscription_end = None;
+            status.order_attempt = None;
+            status.prolong = None;
+            status.reissue = None;
+            status.approver_emails = Vec::new();
+        }
+        Change::ReplacedOrderRetired => status.replaced_order = None,
         Change::Stored(s) => {
             status.not_before = Some(Time(s.not_before));
             status.not_after = Some(Time(s.not_after));

@@ -32,16 +32,20 @@ use crate::crd::OrderAttempt;
 
 /// Our idempotency tag for a certificate's order, sent as `remoteid`: one need (namespace, name,
 /// issuer, common name, product) has one tag, so a manifest deleted and applied again while its
-/// order is pending finds that order instead of buying another.
-pub fn remote_id(namespace: &str, name: &str, issuer: &IssuerView, plan: &Plan) -> String {
+/// order is pending finds that order instead of buying another. The order that replaces one the
+/// billing would not prolong (`replaces`) is another need, with a tag of its own.
+pub fn remote_id(namespace: &str, name: &str, issuer: &IssuerView, plan: &Plan, replaces: Option<&str>) -> String {
     use sha2::{Digest, Sha256};
-    let need = format!(
+    let mut need = format!(
         "{namespace}/{name}/{}/{}/{}/{}",
         issuer.key.kind_str(),
         issuer.key.name,
         plan.common_name.to_ascii_lowercase(),
         plan.product.name
     );
+    if let Some(old) = replaces {
+        need.push_str(&format!("/replaces/{old}"));
+    }
     format!("{TAG_PREFIX}{}", &hex::encode(Sha256::digest(need.as_bytes()))[..24])
 }
 
@@ -91,16 +95,21 @@ pub async fn ensure(
     if let Some(id) = ledger.status().order_id.clone() {
         return Ok(Flow::Go(id));
     }
-    let claimed = run.ctx.claimed_orders(&run.uid, handle.account.key());
-    let tag = remote_id(&run.ns, &run.name, issuer, plan);
+    let mut claimed = run.ctx.claimed_orders(&run.uid, handle.account.key());
+    // The order being replaced is never this certificate's order again: not adopted, not
+    // recovered, and no reason for doubt before the new one.
+    let replaced = ledger.status().replaced_order.clone();
+    claimed.surely.extend(replaced.clone());
+    let tag = remote_id(&run.ns, &run.name, issuer, plan, replaced.as_deref());
     let order = OrderCtx { issuer, handle: &handle, claimed: &claimed, tag };
-    if let Some(id) = plan.adopt.clone() {
+    if let Some(id) = plan.adopt.clone().filter(|id| Some(id) != replaced.as_ref()) {
         return adopt_named(run, ledger, &order, id, "spec.orderId").await;
     }
     if let Some(attempt) = ledger.status().order_attempt.clone() {
         return recover_attempt(run, ledger, plan, &order, &attempt).await;
     }
-    if let Some(id) = doubt::listed(run.cert.annotations().get(ADOPT_ORDER_ANNOTATION)).into_iter().next() {
+    let named = doubt::listed(run.cert.annotations().get(ADOPT_ORDER_ANNOTATION));
+    if let Some(id) = named.into_iter().next().filter(|id| Some(id) != replaced.as_ref()) {
         return adopt_named(run, ledger, &order, id, ADOPT_ORDER_ANNOTATION).await;
     }
     if let Some(flow) = adopt_retained(run, ledger, plan, &order, output).await? {

@@ -44,6 +44,7 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
         && s.reissue.is_none()
         && s.order_attempt.is_none()
         && s.prolong.is_none()
+        && s.replaced_order.is_none()
         && run.now < renewal
         && super::serving::renew_request(run, s).is_none()
         && subscription_running(run, s);

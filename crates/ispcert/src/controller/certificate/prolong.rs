@@ -17,13 +17,14 @@ use super::follow::Order;
 use super::ledger::{Change, Intent, Ledger};
 use super::run::Run;
 use super::settle::Note;
+use crate::billing::BillingError;
 use crate::controller::context::{Error, KubeResult};
 use crate::controller::decide::billing_date;
 use crate::controller::issuers::IssuerKey;
 use crate::controller::metrics::OutcomeLabels;
 use crate::controller::reasons as r;
 use crate::controller::renewal::{Subscription, subscription};
-use crate::crd::{CertificateStatus, IssuerKind, ProlongState, ReissueState, SubscriptionRenewal};
+use crate::crd::{CertificateStatus, DeletionPolicy, IssuerKind, ProlongState, ReissueState, SubscriptionRenewal};
 
 /// What the prolongation stage does for a certificate that serves. Pure.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,12 +139,18 @@ async fn prolong(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>, end: Tim
                 ),
             });
         }
+        Err(e) if refuses_prolonging(&e) => {
+            // Refused before anything was charged, and not for a reason a person can lift:
+            // this billing does not prolong the certificate, so one new order replaces it.
+            outcome("refused");
+            return replace(run, ledger, order, &what, &e).await;
+        }
         Err(e) => {
-            // Refused before anything was charged.
+            // Refused before anything was charged, for now (credentials, balance, a captcha).
             outcome("refused");
             ledger.record(Change::ProlongAbandoned);
             let message = format!(
-                "the billing refused {what}: {e}. Prolong it in the billing panel, or delete and re-create this IspCertificate to buy a new certificate"
+                "the billing refused {what}: {e}. It is tried again in an hour; or prolong it in the billing panel"
             );
             return Ok(Flow::Stop(Stop::trouble(r::PROLONG_REFUSED, message, Duration::from_secs(3600))));
         }
@@ -155,6 +162,74 @@ async fn prolong(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>, end: Tim
         format!("{what}: waiting for the billing's list to show the new end"),
         wait,
     )))
+}
+
+/// Whether a refusal of `service.prolong`, made before anything was charged, says that this
+/// billing does not prolong the certificate (the function or the period refused), so that one new
+/// order replaces it. Pure. Refusals a person lifts (credentials, balance, a captcha), an order the
+/// billing no longer knows, and unclear answers are not: they stop and say so instead.
+pub fn refuses_prolonging(e: &BillingError) -> bool {
+    matches!(e, BillingError::Access { .. } | BillingError::InvalidField { .. } | BillingError::MissingField { .. })
+}
+
+/// Records that one new order replaces `order` (placed by the order stage next, crash-safe and
+/// within the budget like any order); the old order stays claimed by this certificate until the
+/// new certificate is stored.
+async fn replace(
+    run: &Run<'_>,
+    ledger: &mut Ledger,
+    order: &Order<'_>,
+    what: &str,
+    e: &BillingError,
+) -> Result<Flow<()>, Error> {
+    ledger.record(Change::Replacing { old: order.id.to_string() });
+    ledger.persist(run).await?;
+    let after = match order.plan.deletion_policy {
+        DeletionPolicy::Delete => "deleted at the billing",
+        DeletionPolicy::Retain => "left to run out (deletionPolicy Retain)",
+    };
+    ledger.note(Note {
+        type_: EventType::Warning,
+        reason: r::PROLONG_REFUSED,
+        text: format!(
+            "the billing refused {what}: {e}. One new order replaces it; order {} is {after} once the new certificate is stored",
+            order.id
+        ),
+    });
+    Ok(Flow::Stop(Stop::pending(
+        r::ORDERING,
+        format!("the billing does not prolong order {}: a new order replaces it", order.id),
+        Duration::from_millis(200),
+    )))
+}
+
+/// Once the Secret serves the new order's certificate, the order it replaced is dealt with:
+/// deleted at the billing under `deletionPolicy: Delete` (one already gone counts as deleted),
+/// else left to run out. A failed deletion is tried again; the certificate stays Ready.
+pub async fn retire_replaced(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>, old: &str) -> Flow<()> {
+    let text = match order.plan.deletion_policy {
+        DeletionPolicy::Delete => {
+            let handle = match run.handle(order.issuer) {
+                Flow::Go(h) => h,
+                Flow::Stop(s) => return Flow::Stop(s),
+            };
+            match handle.client.delete(old).await {
+                Ok(()) | Err(BillingError::NotFound { .. }) => {}
+                Err(e) => {
+                    let what = format!("deleting order {old}, which order {} replaced", order.id);
+                    return Flow::Stop(run.billing_stop(order.issuer, e, &what).keeping_ready());
+                }
+            }
+            format!("deleted order {old} at the billing: order {} replaced it", order.id)
+        }
+        DeletionPolicy::Retain => format!(
+            "order {old}, replaced by order {}, is left at the billing to run out (deletionPolicy Retain)",
+            order.id
+        ),
+    };
+    ledger.record(Change::ReplacedOrderRetired);
+    ledger.note(Note::normal(r::ORDER_REPLACED, text));
+    Flow::Go(())
 }
 
 /// Confirms a recorded prolongation from a list read after it: a later end means done (the
@@ -210,6 +285,38 @@ async fn confirm(run: &Run<'_>, ledger: &mut Ledger, order: &Order<'_>, p: &Prol
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::billing::Shortfall;
+
+    #[test]
+    fn only_a_refusal_of_the_function_or_its_period_replaces_the_order() {
+        let access = BillingError::Access { object: "service.prolong".into(), message: "denied".into() };
+        let period = BillingError::InvalidField { field: "period".into(), message: "not offered".into() };
+        assert!(refuses_prolonging(&access) && refuses_prolonging(&period));
+        let lifted_by_a_person = [BillingError::Auth, BillingError::NotEnoughMoney(Shortfall::default())];
+        let gone = BillingError::NotFound { object: "elid".into() };
+        let unclear = BillingError::PaidUnclear { kind: "xml".into(), object: String::new(), message: String::new() };
+        for e in lifted_by_a_person.iter().chain([&gone, &unclear]) {
+            assert!(!refuses_prolonging(e), "{e} buys nothing");
+        }
+    }
+
+    #[test]
+    fn a_replacement_leaves_no_order_of_its_own_and_claims_the_old_one() {
+        let mut status = CertificateStatus {
+            order_id: Some("7".into()),
+            ordered_at: Some(Time(Timestamp::UNIX_EPOCH)),
+            subscription_end: Some(Time(Timestamp::UNIX_EPOCH)),
+            serial_number: Some("01".into()),
+            approver_emails: vec!["admin@a.example.com".into()],
+            ..Default::default()
+        };
+        super::super::ledger::apply(&mut status, Change::Replacing { old: "7".into() });
+        assert_eq!((status.order_id.as_deref(), status.replaced_order.as_deref()), (None, Some("7")));
+        assert!(status.ordered_at.is_none() && status.subscription_end.is_none() && status.approver_emails.is_empty());
+        assert_eq!(status.serial_number.as_deref(), Some("01"), "the served certificate is still what it is");
+        super::super::ledger::apply(&mut status, Change::ReplacedOrderRetired);
+        assert!(status.replaced_order.is_none());
+    }
 
     #[test]
     fn automatic_prolongs_near_the_end_once_and_confirms_a_recorded_intent_first() {

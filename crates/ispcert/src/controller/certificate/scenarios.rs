@@ -365,7 +365,7 @@ async fn about_to_order() -> (ispcert_sim::RunningSim, IspCertificate, Arc<Conte
     verified_issuer(&ctx, &sim.base_url());
     let view = ctx.issuer("ns", &cert.spec.issuer_ref).unwrap();
     let plan = crate::controller::plan::plan(&cert.spec, &view.spec).unwrap();
-    let tag = super::order::remote_id("ns", "www", &view, &plan);
+    let tag = super::order::remote_id("ns", "www", &view, &plan, None);
     (sim, cert, ctx, handle, tag)
 }
 
