@@ -482,3 +482,82 @@ async fn a_billing_that_refuses_to_prolong_gets_one_new_order_and_the_old_one_fo
     let served = secret.metadata.annotations.unwrap_or_default().get("ispcert.dev/order-id").cloned();
     assert_eq!(served, replaced[0].order_id, "the Secret serves the new order's certificate");
 }
+
+/// Applies `spec` and waits until the certificate is Ready for it with nothing under way.
+async fn settled_on(env: &Env, name: &str, spec: serde_json::Value) -> ispcert::crd::CertificateStatus {
+    env.apply_certificate(name, spec).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let cert = env.certificates().get(name).await.unwrap();
+        let status = cert.status.clone().unwrap_or_default();
+        let current = status.observed_generation == cert.metadata.generation;
+        if current && is(&status.conditions, "Ready", "True") && status.reissue.is_none() {
+            return status;
+        }
+        assert!(std::time::Instant::now() < deadline, "{name} did not settle: {status:#?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn each_spec_change_takes_its_free_reissue_form_with_the_approvers_indexed_as_the_reference_says() {
+    let env = Env::with_sim("life-table", quick_sim(3600)).await;
+    // The billing keeps the alt names in another order than given (reverse alphabetical): the
+    // `oldrequest` and `manual` forms index approvers by that order, `altname` by its parameter.
+    let reorder = SimSettings { reorder_altnames: true, ..Default::default() };
+    env.admin.set_settings(reorder).await.unwrap();
+    env.ready_issuer().await;
+    let names = |alt: &[&str]| alt.iter().map(|n| format!("{n}.table.example.com")).collect::<Vec<_>>();
+    let base = |alt: &[&str], extra: serde_json::Value| {
+        let spec = with(
+            cert_spec("comodo-positivessl-multidomain", "a.table.example.com", "table-tls"),
+            json!({"altNames": names(alt)}),
+        );
+        with(spec, extra)
+    };
+    let mail = |who: &str, n: &str| format!("{who}@{n}.table.example.com");
+    let first = settled_on(&env, "table", base(&["b", "c"], json!({}))).await;
+    let id: u64 = first.order_id.clone().unwrap().parse().unwrap();
+    let at_billing = || async { env.admin.certificate(id).await.unwrap() };
+    assert_eq!(at_billing().await.altnames, names(&["c", "b"]), "kept in another order");
+    let charged = env.stats().await.charged;
+
+    // altNames: `altname`, approvers indexed by the altname parameter (b, d).
+    let approvers = json!({"approvers": [{"domain": "d.table.example.com", "email": mail("hostmaster", "d")}]});
+    let s = settled_on(&env, "table", base(&["b", "d"], approvers.clone())).await;
+    let billing = at_billing().await;
+    assert_eq!(billing.approver_emails, [mail("admin", "a"), mail("admin", "b"), mail("hostmaster", "d")]);
+    assert_eq!(billing.altnames, names(&["d", "b"]));
+    assert_eq!(s.dns_names.len(), 3);
+
+    // privateKey.algorithm: `manual` with the new key's CSR, approvers in the billing's order (d, b).
+    let ecdsa = with(approvers.clone(), json!({"privateKey": {"algorithm": "ECDSA"}}));
+    let s = settled_on(&env, "table", base(&["b", "d"], ecdsa.clone())).await;
+    assert_eq!(at_billing().await.approver_emails, [mail("admin", "a"), mail("hostmaster", "d"), mail("admin", "b")]);
+    let key = env.secrets().get("table-ispcert-key").await.unwrap();
+    assert!(String::from_utf8_lossy(&key.data.unwrap()["tls.key"].0).contains("BEGIN PRIVATE KEY"));
+
+    // subject: `manual` with a CSR for the new subject.
+    let subject = with(ecdsa.clone(), json!({"subject": {"organization": "Table Org"}}));
+    let s2 = settled_on(&env, "table", base(&["b", "d"], subject.clone())).await;
+    assert!(s2.requested_subject.as_deref().unwrap_or_default().contains("O=Table Org"), "{s2:?}");
+    assert_ne!(s2.serial_number, s.serial_number, "reissued for the new subject");
+    assert_eq!(at_billing().await.approver_emails, [mail("admin", "a"), mail("hostmaster", "d"), mail("admin", "b")]);
+
+    // approverMailbox: `oldrequest` with the new mailbox, in the billing's order.
+    let postmaster = with(subject.clone(), json!({"approverMailbox": "postmaster"}));
+    let s3 = settled_on(&env, "table", base(&["b", "d"], postmaster.clone())).await;
+    let billing = at_billing().await;
+    assert_eq!(billing.approver_emails, [mail("postmaster", "a"), mail("hostmaster", "d"), mail("postmaster", "b")]);
+    assert_eq!(billing.reissue_forms, ["altname", "manual", "manual", "oldrequest"]);
+
+    // period and renewBefore: nothing now, no call that costs or reissues.
+    let later = with(postmaster, json!({"period": 24, "renewBefore": "20m"}));
+    let s4 = settled_on(&env, "table", base(&["b", "d"], later)).await;
+    assert_eq!(s4.serial_number, s3.serial_number, "not reissued");
+    let renewal = s4.renewal_time.unwrap().0;
+    assert_eq!(renewal, s4.not_after.unwrap().0 - jiff::SignedDuration::from_mins(20));
+    let stats = env.stats().await;
+    assert_eq!((stats.orders, stats.reissues, stats.prolongs), (1, 4, 0));
+    assert_eq!(stats.charged, charged, "every change above was free");
+}

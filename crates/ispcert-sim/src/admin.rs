@@ -112,6 +112,8 @@ pub struct CertInfo {
     pub paid: bool,
     pub deleted: bool,
     pub reissues: u32,
+    /// The `crt_type` of each reissue, in order.
+    pub reissue_forms: Vec<String>,
     pub prolongs: u32,
     /// Item status now (1 ordered, 2 active, 3 stopped, 4 deleted, 5 processing).
     pub item_status: u8,
@@ -163,6 +165,7 @@ fn cert_info(c: &Cert, email: String) -> CertInfo {
         paid: c.paid,
         deleted: c.deleted,
         reissues: c.reissues,
+        reissue_forms: c.reissue_forms.clone(),
         prolongs: c.prolongs,
         item_status,
         crt_status,
@@ -333,17 +336,27 @@ pub struct Settings {
     /// nobody answers).
     #[serde(default)]
     pub hold_reissues: bool,
+    /// Orders keep their alt names in another order than given (reverse alphabetical), and
+    /// `certificate.edit` lists them so: the reference indexes the approver emails of
+    /// `oldrequest` and `manual` reissues by that list, not by the order the names were sent in.
+    #[serde(default)]
+    pub reorder_altnames: bool,
 }
 
 async fn settings(State(sim): Shared) -> Json<Settings> {
     let st = sim.lock();
-    Json(Settings { hide_remote_id: st.hide_remote_id, hold_reissues: st.hold_reissues })
+    Json(Settings {
+        hide_remote_id: st.hide_remote_id,
+        hold_reissues: st.hold_reissues,
+        reorder_altnames: st.reorder_altnames,
+    })
 }
 
 async fn set_settings(State(sim): Shared, Json(s): Json<Settings>) -> StatusCode {
     let mut st = sim.lock();
     st.hide_remote_id = s.hide_remote_id;
     st.hold_reissues = s.hold_reissues;
+    st.reorder_altnames = s.reorder_altnames;
     StatusCode::NO_CONTENT
 }
 

@@ -203,6 +203,7 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         st.next_id()
     };
     let names = leaf_names(&v.cn, &v.altnames);
+    let altnames = kept_order(&st, v.altnames);
     let mut cert = Cert {
         id,
         account: account.to_owned(),
@@ -212,7 +213,7 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         period: v.period,
         crt_type: v.crt_type,
         cn: v.cn,
-        altnames: v.altnames,
+        altnames,
         paid_altnames: v.paid_altnames,
         addon: v.addon,
         approver_emails: v.approvers,
@@ -227,6 +228,7 @@ fn order_param(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         paid,
         deleted: false,
         reissues: 0,
+        reissue_forms: Vec::new(),
         prolongs: 0,
         current: Enrollment {
             kind: EnrollKind::Order,
@@ -342,7 +344,7 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         _ => None,
     };
     let mut st = sim.lock();
-    let hold = st.hold_reissues;
+    let (hold, reorder) = (st.hold_reissues, st.reorder_altnames);
     let c = st
         .certs
         .get_mut(&elid.trim().parse().unwrap_or(0))
@@ -384,8 +386,9 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
     // A held reissue waits "ten years": for the approver who never answers.
     let issue_after = if hold { jiff::SignedDuration::from_hours(10 * 365 * 24) } else { sim.issue_after };
     c.enroll(EnrollKind::Reissue, names, spki, now, issue_after);
-    c.altnames = altnames;
     c.approver_emails = approvers;
+    c.altnames = if reorder { reordered(altnames) } else { altnames };
+    c.reissue_forms.push(form.to_owned());
     if let Some((pem, _)) = new_csr {
         c.csr = pem;
         c.key = None;
@@ -396,6 +399,18 @@ fn reissue(sim: &Sim, account: &str, p: &Params, now: Timestamp) -> Res {
         a.counters.reissues += 1;
     }
     Ok(Answer::Ok { id: None })
+}
+
+/// The alt names as an order keeps them: as given, or (`reorder_altnames`) in another order, so
+/// that `certificate.edit` lists them so and reissues must index approvers by that list.
+fn kept_order(st: &super::state::State, altnames: Vec<String>) -> Vec<String> {
+    if st.reorder_altnames { reordered(altnames) } else { altnames }
+}
+
+/// Another order than anyone would give: reverse alphabetical.
+fn reordered(mut altnames: Vec<String>) -> Vec<String> {
+    altnames.sort_by(|a, b| b.cmp(a));
+    altnames
 }
 
 /// `certificate.delete`: marks the service deleted (no refund). Without `sok` nothing happens.

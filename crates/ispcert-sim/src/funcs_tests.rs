@@ -448,6 +448,28 @@ fn reissues_follow_the_index_rules_of_each_form() {
 }
 
 #[test]
+fn with_reorder_altnames_an_order_keeps_its_names_in_another_order_and_reissues_index_by_it() {
+    let s = sim();
+    s.lock().reorder_altnames = true;
+    // Ordered as b, c (approvers validated in that order); kept and listed as c, b.
+    let id = multi_domain_order(&s);
+    let later = Timestamp::now() + SignedDuration::from_secs(10);
+    let edit = call(&s, RU, "certificate.edit", &kv(&[("elid", &id)]), later);
+    assert_eq!(model(&edit, "altname"), "c.example.com b.example.com");
+    let mut old = kv(&[("elid", &id), ("sok", "ok"), ("approver_method", "auth_email"), ("crt_type", "oldrequest")]);
+    old.extend(kv(&[
+        ("approver_email_1", "admin@a.example.com"),
+        ("approver_email_2", "admin@b.example.com"),
+        ("approver_email_3", "admin@c.example.com"),
+    ]));
+    assert_eq!(refused(call(&s, RU, "certificate.reissue.step2", &old, later)).object, "approver_email_2");
+    set(&mut old, "approver_email_2", "admin@c.example.com");
+    set(&mut old, "approver_email_3", "admin@b.example.com");
+    assert!(matches!(call(&s, RU, "certificate.reissue.step2", &old, later), Answer::Ok { .. }));
+    assert_eq!(s.lock().certs[&id.parse::<u64>().unwrap()].reissue_forms, ["oldrequest"]);
+}
+
+#[test]
 fn a_reissue_serves_the_previous_certificate_until_the_new_one_is_issued() {
     let s = sim();
     let t0 = Timestamp::now();

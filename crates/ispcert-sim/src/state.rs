@@ -206,6 +206,8 @@ pub(crate) struct Cert {
     pub paid: bool,
     pub deleted: bool,
     pub reissues: u32,
+    /// The `crt_type` of each reissue, in order.
+    pub reissue_forms: Vec<String>,
     pub prolongs: u32,
     pub current: Enrollment,
     /// The last enrollment that was issued before `current` started: what `certificate.file`
@@ -489,6 +491,10 @@ pub(crate) struct State {
     /// Reissues are accepted but never issued (an approver who does not answer) until released
     /// through `/_sim/certificates/{id}/issue-now`.
     pub hold_reissues: bool,
+    /// Orders keep their alt names in another order than given (see [`Settings`]).
+    ///
+    /// [`Settings`]: crate::Settings
+    pub reorder_altnames: bool,
 }
 
 /// Ids start at a realistic magnitude for BILLmanager service ids.

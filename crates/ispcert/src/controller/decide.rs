@@ -186,6 +186,8 @@ pub enum ReissueNeed {
     Renewal,
     /// The approver emails changed: `crt_type=oldrequest` with the new ones.
     Approvers,
+    /// The subject of a key made in the cluster changed: `crt_type=manual` with a new CSR.
+    Subject,
 }
 
 impl ReissueNeed {
@@ -195,6 +197,7 @@ impl ReissueNeed {
             ReissueNeed::Key => "KeyMismatch",
             ReissueNeed::Renewal => "Renewal",
             ReissueNeed::Approvers => "ApproversChanged",
+            ReissueNeed::Subject => "SubjectChanged",
         }
     }
 }

@@ -61,6 +61,18 @@ impl Plan {
         self.names().iter().map(|n| self.approvers.for_name(n).unwrap_or_default().to_string()).collect()
     }
 
+    /// The subject fields the CSRs made in the cluster carry besides the names.
+    pub fn csr_subject(&self) -> crate::pki::keys::CsrSubject {
+        let s = &self.subject;
+        crate::pki::keys::CsrSubject {
+            country: s.country.clone(),
+            state: s.state.clone(),
+            locality: s.locality.clone(),
+            organization: s.organization.clone(),
+            organizational_unit: s.organizational_unit.clone(),
+        }
+    }
+
     /// The subject as the billing's `crt_type=generate` fields want it (validation made sure
     /// they are all there when the billing makes the key).
     pub fn billing_subject(&self) -> crate::billing::Subject {

@@ -437,6 +437,12 @@ pub struct CertificateStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 101), inner(length(max = 320)))]
     pub approver_emails: Vec<String>,
+    /// The subject of the CSR the billing was last given, for a key made in the cluster
+    /// (`CN=www.example.com, C=RU, O=Org`): when `subject` changes, a free `manual` reissue sends
+    /// a CSR with the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub requested_subject: Option<String>,
     /// The value of the `ispcert.dev/renew` annotation (written by `ispcert renew`) last acted on:
     /// a different value asks for a free reissue now.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,6 +105,22 @@ pub struct CsrSubject {
     pub organizational_unit: Option<String>,
 }
 
+impl CsrSubject {
+    /// The fields as one line (`C=RU, O=Org`), empty ones left out, in the order a CSR carries
+    /// them: what tells whether a spec's subject is the one a certificate was requested with.
+    pub fn line(&self) -> String {
+        let fields = [
+            ("C", &self.country),
+            ("ST", &self.state),
+            ("L", &self.locality),
+            ("O", &self.organization),
+            ("OU", &self.organizational_unit),
+        ];
+        let set = fields.iter().filter_map(|(k, v)| v.as_deref().filter(|v| !v.is_empty()).map(|v| format!("{k}={v}")));
+        set.collect::<Vec<_>>().join(", ")
+    }
+}
+
 /// Builds a PEM CSR for `common_name` with every name (common name first) as a DNS SAN.
 pub fn csr(
     key_pem: &SecretString,
@@ -143,6 +159,8 @@ pub fn csr(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CsrInfo {
     pub common_name: Option<String>,
+    /// The subject's fields besides the common name.
+    pub subject: CsrSubject,
     /// DNS names of the subjectAltName extension, in order.
     pub dns_names: Vec<String>,
     pub public_key_bits: Vec<u8>,
@@ -177,6 +195,16 @@ pub fn inspect_csr(csr: &str) -> Result<CsrInfo, KeyError> {
     req.verify_signature().map_err(|_| KeyError::CsrSignature)?;
     let info = &req.certification_request_info;
     let common_name = info.subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).map(str::to_string);
+    fn field<'a>(mut values: impl Iterator<Item = &'a x509_parser::x509::AttributeTypeAndValue<'a>>) -> Option<String> {
+        values.next().and_then(|v| v.as_str().ok()).map(str::to_string)
+    }
+    let subject = CsrSubject {
+        country: field(info.subject.iter_country()),
+        state: field(info.subject.iter_state_or_province()),
+        locality: field(info.subject.iter_locality()),
+        organization: field(info.subject.iter_organization()),
+        organizational_unit: field(info.subject.iter_organizational_unit()),
+    };
     let mut dns_names = Vec::new();
     if let Some(exts) = req.requested_extensions() {
         for ext in exts {
@@ -189,7 +217,7 @@ pub fn inspect_csr(csr: &str) -> Result<CsrInfo, KeyError> {
             }
         }
     }
-    Ok(CsrInfo { common_name, dns_names, public_key_bits: info.subject_pki.subject_public_key.data.to_vec() })
+    Ok(CsrInfo { common_name, subject, dns_names, public_key_bits: info.subject_pki.subject_public_key.data.to_vec() })
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ use crate::controller::reasons as r;
 use crate::controller::secrets::{
     self, LABEL_CERTIFICATE, StoredKey, key_secret, key_secret_name, read_csr_secret, read_key_secret,
 };
-use crate::pki::keys::{self, CsrSubject, KeyAlgorithm};
+use crate::pki::keys::{self, KeyAlgorithm};
 
 /// The key and CSR a certificate is (or will be) issued for.
 pub struct Material {
@@ -30,16 +30,6 @@ pub struct Material {
     /// The key this one replaced, kept until a certificate for the new key is stored: the
     /// served certificate may still need it.
     pub previous: Option<SecretString>,
-}
-
-fn csr_subject(plan: &Plan) -> CsrSubject {
-    CsrSubject {
-        country: plan.subject.country.clone(),
-        state: plan.subject.state.clone(),
-        locality: plan.subject.locality.clone(),
-        organization: plan.subject.organization.clone(),
-        organizational_unit: plan.subject.organizational_unit.clone(),
-    }
 }
 
 /// The key material, made and stored first if needed. `output` is the certificate's Secret as
@@ -141,7 +131,7 @@ fn rebuild(key: SecretString, plan: &Plan, source: Option<String>) -> Result<Opt
         KeyPlan::Billing => "billing".into(),
         _ => "cluster".into(),
     });
-    let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+    let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &plan.csr_subject())?;
     Ok(Some(StoredKey { key, csr, meta: KeyMeta { algorithm, source, csr_names: plan.names() }, previous: None }))
 }
 
@@ -176,16 +166,17 @@ async fn stored(
         dirty |= stored.is_some();
     }
     // A CSR that is not the key's (a restore from two backups, a hand edit) would get a
-    // certificate for another key, reissue after reissue: it is made again from the key.
+    // certificate for another key, reissue after reissue: it is made again from the key. One
+    // made in the cluster for another subject (the spec's `subject` changed) is made again too.
     if let Some(s) = stored.as_mut()
-        && !csr_fits_key(s)
+        && let Some(why) = csr_out_of_date(s, plan)
     {
-        s.csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+        s.csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &plan.csr_subject())?;
         s.meta.csr_names = plan.names();
         dirty = true;
         ledger.note(Note::normal(
             r::KEY_GENERATED,
-            format!("the CSR in Secret {name} did not belong to its private key; made it again from the key"),
+            format!("the CSR in Secret {name} {why}; made it again from the key"),
         ));
     }
     let action = key_action(plan, stored.as_ref().map(|s| &s.meta), ordered, rotate);
@@ -196,7 +187,7 @@ async fn stored(
         }
         (KeyAction::Keep, Some(s)) => s,
         (KeyAction::NewCsr, Some(s)) => {
-            let csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+            let csr = keys::csr(&s.key, &plan.common_name, &plan.alt_names, &plan.csr_subject())?;
             StoredKey { csr, meta: KeyMeta { csr_names: plan.names(), ..s.meta }, ..s }
         }
         (_, old) => go!(make(run, ledger, plan, issuer, old).await?),
@@ -208,10 +199,17 @@ async fn stored(
     Ok(Flow::Go(Material { key: stored.key, csr: stored.csr, bits, previous: stored.previous }))
 }
 
-/// Whether a stored CSR carries the stored key's public key.
-fn csr_fits_key(stored: &StoredKey) -> bool {
-    let csr_key = keys::inspect_csr(&stored.csr).map(|info| info.public_key_bits);
-    matches!((csr_key, keys::public_key_bits(&stored.key)), (Ok(a), Ok(b)) if a == b)
+/// Why a stored CSR must be made again from its key, if it must: it does not carry the key's
+/// public key, or (made in the cluster) it carries another subject than the spec's.
+fn csr_out_of_date(stored: &StoredKey, plan: &Plan) -> Option<&'static str> {
+    let csr = keys::inspect_csr(&stored.csr).ok();
+    let fits_key = matches!((&csr, keys::public_key_bits(&stored.key)), (Some(c), Ok(b)) if c.public_key_bits == b);
+    if !fits_key {
+        return Some("did not belong to its private key");
+    }
+    let cluster = matches!(plan.key, KeyPlan::Cluster { .. }) && stored.meta.source == "cluster";
+    (cluster && csr.is_some_and(|c| c.subject.line() != plan.csr_subject().line()))
+        .then_some("carried another subject than the spec")
 }
 
 /// What the key Secret holds, and whether it must be written again (rebuilt, or carrying an
@@ -259,7 +257,7 @@ async fn make(
             let key = tokio::task::spawn_blocking(move || keys::generate(algorithm))
                 .await
                 .map_err(|e| Error::Internal(format!("key generation task: {e}")))??;
-            let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &csr_subject(plan))?;
+            let csr = keys::csr(&key, &plan.common_name, &plan.alt_names, &plan.csr_subject())?;
             ledger.note(Note::normal(
                 r::KEY_GENERATED,
                 format!("generated a {} private key; it stays in Secret {name}", algorithm.as_str()),

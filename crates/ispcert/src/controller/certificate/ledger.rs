@@ -41,6 +41,8 @@ pub enum Change {
     RenewRequestHandled(String),
     /// The approver emails the billing was given with the order or a reissue.
     ApproversSent(Vec<String>),
+    /// The subject line of the CSR the billing was given with the order or a reissue.
+    SubjectSent(String),
     /// The billing's answer to the prolongation was lost: it may have been made.
     ProlongOutcomeUnknown,
     /// The billing refused the prolongation before charging.
@@ -99,6 +101,7 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
         }
         Change::RenewRequestHandled(value) => status.renew_request = Some(value),
         Change::ApproversSent(emails) => status.approver_emails = emails,
+        Change::SubjectSent(line) => status.requested_subject = Some(line),
         Change::ProlongOutcomeUnknown => {
             if let Some(p) = status.prolong.as_mut() {
                 p.outcome_unknown = Some(true);
@@ -120,6 +123,7 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
             status.prolong = None;
             status.reissue = None;
             status.approver_emails = Vec::new();
+            status.requested_subject = None;
         }
         Change::ReplacedOrderRetired => status.replaced_order = None,
         Change::Stored(s) => {

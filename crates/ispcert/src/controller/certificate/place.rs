@@ -249,6 +249,9 @@ async fn record(
             let account = order.handle.account.key().to_string();
             ledger.record(Change::Ordered { id: id.clone(), at: Timestamp::now(), account });
             ledger.record(Change::ApproversSent(plan.approver_emails()));
+            if let Some(line) = super::reissue::subject_of(plan) {
+                ledger.record(Change::SubjectSent(line));
+            }
             // Written at once: this id is what keeps every later reconcile from ordering again.
             // If it cannot be written the attempt stays recorded, and the next reconcile finds
             // the order by its tag.

@@ -27,12 +27,21 @@ use kube::runtime::events::EventType;
 pub fn form(need: ReissueNeed, plan: &Plan, material: &Material) -> Option<Reissue> {
     Some(match (need, &plan.key) {
         (ReissueNeed::Names, _) => Reissue::AltNames { alt_names: plan.alt_names.clone() },
-        (ReissueNeed::Key, _) => Reissue::Manual { csr: material.csr.clone() },
+        (ReissueNeed::Key | ReissueNeed::Subject, _) => Reissue::Manual { csr: material.csr.clone() },
         (ReissueNeed::Approvers, _) => Reissue::OldRequest,
         (ReissueNeed::Renewal, KeyPlan::Cluster { rotate_on_reissue: true, .. }) => return None,
         (ReissueNeed::Renewal, KeyPlan::Billing) => Reissue::OldRequest,
         (ReissueNeed::Renewal, _) => Reissue::Manual { csr: material.csr.clone() },
     })
+}
+
+/// The subject our CSRs carry (`CN=www.example.com, O=Org`), for a key made in the cluster (the
+/// only CSRs whose subject the spec sets). Pure.
+pub fn subject_of(plan: &Plan) -> Option<String> {
+    let line = |rest: String| {
+        if rest.is_empty() { format!("CN={}", plan.common_name) } else { format!("CN={}, {rest}", plan.common_name) }
+    };
+    matches!(plan.key, KeyPlan::Cluster { .. }).then(|| line(plan.csr_subject().line()))
 }
 
 /// The need a recorded reissue serves, from its reason.
@@ -41,6 +50,7 @@ pub fn need_of(reason: &str) -> ReissueNeed {
         "NamesChanged" => ReissueNeed::Names,
         "KeyMismatch" => ReissueNeed::Key,
         "ApproversChanged" => ReissueNeed::Approvers,
+        "SubjectChanged" => ReissueNeed::Subject,
         _ => ReissueNeed::Renewal,
     }
 }
@@ -122,6 +132,9 @@ pub async fn request(
         failed: None,
     }));
     ledger.record(Change::ApproversSent(plan.approver_emails()));
+    if let (Reissue::Manual { .. }, Some(line)) = (&form, subject_of(plan)) {
+        ledger.record(Change::SubjectSent(line));
+    }
     ledger.persist(run).await?;
     let what = format!("a free reissue of order {order_id} ({}, crt_type={})", need.reason(), form.crt_type());
     ledger.note(match attempt {
@@ -187,6 +200,7 @@ mod tests {
         assert_eq!(need_of("NamesChanged"), ReissueNeed::Names);
         assert_eq!(need_of("KeyMismatch"), ReissueNeed::Key);
         assert_eq!(need_of("ApproversChanged"), ReissueNeed::Approvers);
+        assert_eq!(need_of("SubjectChanged"), ReissueNeed::Subject);
         assert_eq!(need_of("KeyRotation"), ReissueNeed::Renewal);
     }
 
@@ -199,6 +213,7 @@ mod tests {
         assert_eq!(crt_type(ReissueNeed::Names, &plan), Some("altname"));
         assert_eq!(crt_type(ReissueNeed::Key, &plan), Some("manual"));
         assert_eq!(crt_type(ReissueNeed::Approvers, &plan), Some("oldrequest"));
+        assert_eq!(crt_type(ReissueNeed::Subject, &plan), Some("manual"));
         assert_eq!(crt_type(ReissueNeed::Renewal, &plan), Some("manual"), "the stored CSR, same key");
         plan.key = KeyPlan::Billing;
         assert_eq!(crt_type(ReissueNeed::Renewal, &plan), Some("oldrequest"));

@@ -436,7 +436,8 @@ async fn the_order_id_is_written_the_moment_the_billing_returns_it() {
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(intent(&tag, &account)), json!(cert)));
     // The simulator numbers its first certificate 3100001; the account is recorded already.
     let order_id = json!({"status": {"orderId": "3100001", "orderedAt": "<time>", "orderAttempt": null,
-                                     "approverEmails": ["admin@www.example.com"]}});
+                                     "approverEmails": ["admin@www.example.com"],
+                                     "requestedSubject": "CN=www.example.com"}});
     calls.push(call(Method::PATCH, format!("{CERTS}/www/status"), Some(order_id), json!(cert)));
     // The list read before the order cannot show it, and no certificate reads a list of its
     // own: the certificate is asked for directly (not issued yet), so it waits, and the one

@@ -50,6 +50,17 @@ pub async fn next(
     } else if !same_names(sent, &wanted) {
         return reissue::request(run, ledger, order, ReissueNeed::Approvers, &info.serial, 1).await;
     }
+    // The subject of a key made in the cluster changed since the billing was given a CSR: a free
+    // reissue with the CSR the key stage made for the new one. Unknown: the current one counts.
+    if let Some(wanted) = reissue::subject_of(order.plan) {
+        match &ledger.status().requested_subject {
+            None => ledger.record(Change::SubjectSent(wanted)),
+            Some(sent) if *sent != wanted => {
+                return reissue::request(run, ledger, order, ReissueNeed::Subject, &info.serial, 1).await;
+            }
+            Some(_) => {}
+        }
+    }
     store::store(run, ledger, order, stored, existing).await
 }
 
