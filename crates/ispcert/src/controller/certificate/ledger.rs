@@ -217,7 +217,13 @@ impl Ledger {
         // What an earlier run said (Stalled by a missing issuer, say) no longer holds from here.
         let (generation, now) = (fresh.metadata.generation, attempt_started(&with_intent));
         with_intent.observed_generation = generation;
+        // An order that replaces one the billing would not prolong leaves Ready alone: the
+        // certificate of the old one still serves.
+        let replacing = base.replaced_order.is_some();
         for (type_, holds) in [(r::READY, false), (r::ISSUING, true), (r::STALLED, false)] {
+            if replacing && type_ == r::READY {
+                continue;
+            }
             let message = if type_ == r::STALLED { "" } else { ORDERING_MESSAGE };
             conditions::set(&mut with_intent.conditions, type_, holds, r::ORDERING, message, generation, now);
         }
