@@ -9,6 +9,7 @@
 //! sees them even before the billing lists them; the journal forgets an order once a list read
 //! after it shows it.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -177,11 +178,13 @@ impl Account {
     /// (as the billing would list them: without our tag when its rows show none, so that a lost
     /// answer is not matched twice, by the journal's tag and by the billing's row; one whose
     /// answer was lost has no id). An empty list says nothing about tags: the tag stays.
-    pub fn rows(&self, snapshot: &Snapshot) -> Vec<CertificateRow> {
+    /// The snapshot's rows are borrowed, not copied: each order reads them, and copying every
+    /// row for each of N orders was quadratic.
+    pub fn rows<'s>(&self, snapshot: &'s Snapshot) -> Vec<Cow<'s, CertificateRow>> {
         let tags_hidden = !snapshot.rows.is_empty() && snapshot.rows.iter().all(|r| r.remote_id.is_none());
         let j = self.journal.lock().unwrap_or_else(|p| p.into_inner());
         let missing = j.iter().filter(|p| p.id.as_deref().is_none_or(|id| snapshot.row(id).is_none()));
-        let extra: Vec<CertificateRow> = missing
+        let extra: Vec<Cow<'s, CertificateRow>> = missing
             .map(|p| CertificateRow {
                 id: p.id.clone().unwrap_or_default(),
                 domain: p.common_name.clone(),
@@ -191,8 +194,9 @@ impl Account {
                 remote_id: (!tags_hidden).then(|| p.remote_id.clone()),
                 ..Default::default()
             })
+            .map(Cow::Owned)
             .collect();
-        snapshot.rows.iter().cloned().chain(extra).collect()
+        snapshot.rows.iter().map(Cow::Borrowed).chain(extra).collect()
     }
 }
 

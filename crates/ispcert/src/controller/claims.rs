@@ -1,169 +1,310 @@
 //! Which orders are claimed, cluster-wide and whatever the operator watches: every
-//! `IspCertificate` in the cluster, kept as the few fields money decisions need.
+//! `IspCertificate` in the cluster, reduced to the few fields money decisions need.
 //!
 //! An order belongs to the certificate whose status (or spec) names it; a certificate never
-//! adopts, recovers or deletes an order another one claims, in any namespace. The view is read
-//! leniently, field by field, from the raw objects: even a certificate whose spec the operator
-//! cannot read still claims its order. It also counts the orders of an issuer for its budget.
+//! adopts, recovers or deletes an order another one claims, in any namespace. Each object is read
+//! leniently, field by field, from the raw watch event: even a certificate whose spec the
+//! operator cannot read still claims its order. It also counts the orders of an issuer for its
+//! budget.
+//!
+//! Nothing is kept of the objects but their [`Claim`]s, tallied by account and issuer as the
+//! watch delivers them: a question costs a lookup, not a scan of every certificate (a scan per
+//! order made a burst of N orders cost O(N²), most of the operator's CPU at 10,000).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::StreamExt;
 use jiff::Timestamp;
 use kube::api::{Api, ApiResource, DynamicObject};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::Value;
+use tokio::sync::watch;
 
 use super::issuers::IssuerKey;
-use crate::crd::{IspCertificate, IssuerKind};
+use crate::crd::IspCertificate;
 
-/// The claims view: a cache of every IspCertificate's money fields.
+/// The claims view of every IspCertificate of the cluster.
 #[derive(Clone)]
 pub struct Claims {
-    store: Store<DynamicObject>,
+    tally: Arc<Mutex<Tally>>,
+    synced: watch::Receiver<bool>,
 }
 
-/// The fields a claim decision reads, pruned from the object to keep the cache small.
-const KEPT: [(&str, &[&str]); 2] = [
-    ("spec", &["issuerRef", "orderId", "commonName", "product"]),
-    ("status", &["orderId", "account", "orderState", "orderedAt", "orderAttempt", "replacedOrder"]),
-];
-
-/// The orders of one billing account that other certificates claim.
+/// What one certificate claims and counts, read from its raw object.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Claimed {
-    /// Recorded as theirs on this account.
-    pub surely: HashSet<String>,
-    /// Perhaps on this account: a certificate of an older version that did not record its
-    /// account, or one whose spec names the order but whose status does not say yet. Never
-    /// adopted or recovered; still a reason for doubt before a new order.
-    pub maybe: HashSet<String>,
-}
-
-impl Claimed {
-    /// Whether another certificate surely or perhaps claims `id`.
-    pub fn any(&self, id: &str) -> bool {
-        self.surely.contains(id) || self.maybe.contains(id)
-    }
-}
-
-fn prune(obj: &mut DynamicObject) {
-    obj.metadata.managed_fields = None;
-    obj.metadata.annotations = None;
-    obj.metadata.labels = None;
-    let Value::Object(data) = &mut obj.data else { return };
-    data.retain(|k, _| KEPT.iter().any(|(part, _)| part == k));
-    for (part, fields) in KEPT {
-        if let Some(Value::Object(m)) = data.get_mut(part) {
-            m.retain(|k, _| fields.contains(&k.as_str()));
-        }
-    }
+struct Claim {
+    account: Option<String>,
+    /// `status.orderId` and `status.replacedOrder`.
+    orders: Vec<String>,
+    spec_order: Option<String>,
+    /// `status.orderId` unless its state says deleted, with an account recorded.
+    live: Option<String>,
+    issuer: Option<IssuerKey>,
+    /// For the budget: when the order was placed and its id, or when an attempt without an id
+    /// started.
+    counted: Option<(Timestamp, Option<String>)>,
 }
 
 fn text<'a>(obj: &'a DynamicObject, part: &str, field: &str) -> Option<&'a str> {
     obj.data.get(part)?.get(field)?.as_str().filter(|s| !s.is_empty())
 }
 
+fn time_of(v: Option<&Value>) -> Option<Timestamp> {
+    v.and_then(Value::as_str).and_then(|s| s.parse::<Timestamp>().ok())
+}
+
+impl Claim {
+    fn of(c: &DynamicObject) -> Claim {
+        let status = c.data.get("status");
+        let order_id = text(c, "status", "orderId").map(str::to_string);
+        let account = text(c, "status", "account").map(str::to_string);
+        let deleted = text(c, "status", "orderState").is_some_and(|s| s.starts_with("deleted"));
+        let ordered = order_id.clone().zip(time_of(status.and_then(|s| s.get("orderedAt"))));
+        let attempt = time_of(status.and_then(|s| s.get("orderAttempt")).and_then(|a| a.get("startedAt")));
+        Claim {
+            orders: order_id.iter().cloned().chain(text(c, "status", "replacedOrder").map(str::to_string)).collect(),
+            live: order_id.filter(|_| account.is_some() && !deleted),
+            account,
+            spec_order: text(c, "spec", "orderId").map(str::to_string),
+            issuer: issuer_of(c),
+            counted: ordered.map(|(id, at)| (at, Some(id))).or(attempt.map(|at| (at, None))),
+        }
+    }
+}
+
+/// The issuer a certificate's `issuerRef` names.
+fn issuer_of(c: &DynamicObject) -> Option<IssuerKey> {
+    let r = c.data.get("spec")?.get("issuerRef")?;
+    let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
+    match r.get("kind").and_then(Value::as_str).unwrap_or("IspIssuer") {
+        "IspIssuer" => Some(IssuerKey::namespaced(c.metadata.namespace.as_deref()?, name)),
+        "ClusterIspIssuer" => Some(IssuerKey::cluster(name)),
+        _ => None,
+    }
+}
+
+/// Counts of ids, so that one certificate's claim can be taken back without a rescan.
+type Counts = HashMap<String, u32>;
+
+fn add(counts: &mut Counts, id: &str) {
+    *counts.entry(id.to_string()).or_default() += 1;
+}
+
+fn take(counts: &mut Counts, id: &str) {
+    if let Some(n) = counts.get_mut(id) {
+        *n -= 1;
+        if *n == 0 {
+            counts.remove(id);
+        }
+    }
+}
+
+/// Every certificate's claim (by uid) and their tallies.
+#[derive(Default)]
+pub(super) struct Tally {
+    of: HashMap<String, Claim>,
+    /// Orders recorded as theirs by certificates on each account.
+    surely: HashMap<String, Counts>,
+    /// `spec.orderId`s of certificates on each account.
+    maybe_on: HashMap<String, Counts>,
+    /// Orders named by certificates that recorded no account (older versions): perhaps on any.
+    maybe_anywhere: Counts,
+    /// Live orders on each account.
+    live: HashMap<String, Counts>,
+    /// Per issuer, by time: orders placed (their id) and attempts without one (`None`).
+    counted: HashMap<IssuerKey, BTreeMap<(Timestamp, String), Option<String>>>,
+    /// The claims seen since a re-list began; they replace the tally when it ends.
+    relist: Option<HashMap<String, Claim>>,
+}
+
+impl Tally {
+    fn tally(&mut self, uid: &str, c: &Claim, adding: bool) {
+        let sign = if adding { add } else { take };
+        let maybe = |c: &Claim| c.orders.iter().chain(c.spec_order.iter()).cloned().collect::<Vec<_>>();
+        match &c.account {
+            Some(a) => {
+                c.orders.iter().for_each(|id| sign(self.surely.entry(a.clone()).or_default(), id));
+                c.spec_order.iter().for_each(|id| sign(self.maybe_on.entry(a.clone()).or_default(), id));
+                c.live.iter().for_each(|id| sign(self.live.entry(a.clone()).or_default(), id));
+            }
+            None => maybe(c).iter().for_each(|id| sign(&mut self.maybe_anywhere, id)),
+        }
+        if let (Some(issuer), Some((at, id))) = (&c.issuer, &c.counted) {
+            let times = self.counted.entry(issuer.clone()).or_default();
+            if adding {
+                times.insert((*at, uid.to_string()), id.clone());
+            } else {
+                times.remove(&(*at, uid.to_string()));
+            }
+        }
+    }
+
+    fn set(&mut self, uid: &str, claim: Option<Claim>) {
+        if let Some(old) = self.of.remove(uid) {
+            self.tally(uid, &old, false);
+        }
+        if let Some(new) = claim {
+            self.tally(uid, &new, true);
+            self.of.insert(uid.to_string(), new);
+        }
+    }
+
+    fn apply(&mut self, event: watcher::Event<DynamicObject>) -> bool {
+        let uid = |o: &DynamicObject| o.metadata.uid.clone().unwrap_or_default();
+        match event {
+            watcher::Event::Apply(o) => self.set(&uid(&o), Some(Claim::of(&o))),
+            watcher::Event::Delete(o) => self.set(&uid(&o), None),
+            watcher::Event::Init => self.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(o) => {
+                if let Some(relist) = self.relist.as_mut() {
+                    relist.insert(uid(&o), Claim::of(&o));
+                }
+            }
+            watcher::Event::InitDone => {
+                let claims = self.relist.take().unwrap_or_default();
+                *self = Tally::default();
+                for (uid, claim) in claims {
+                    self.set(&uid, Some(claim));
+                }
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// The orders of one billing account that other certificates claim, as asked of the tally when
+/// a decision needs to know (plus `surely` and `maybe`, orders a caller adds).
+#[derive(Clone, Default)]
+pub struct Claimed {
+    pub(super) source: Option<(Arc<Mutex<Tally>>, String, String)>,
+    /// Claimed surely, besides what the tally says.
+    pub surely: HashSet<String>,
+    /// Claimed perhaps, besides what the tally says.
+    pub maybe: HashSet<String>,
+}
+
+impl std::fmt::Debug for Claimed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Claimed").field("surely", &self.surely).field("maybe", &self.maybe).finish_non_exhaustive()
+    }
+}
+
+impl Claimed {
+    /// Whether certificates other than the asking one count for an id: `count` is how many
+    /// do on the account, `mine` whether the asking one is among them.
+    fn counted(&self, count: impl Fn(&Tally, &str) -> u32, mine: impl Fn(&Claim, &str) -> bool) -> bool {
+        let Some((tally, me, account)) = &self.source else { return false };
+        let tally = lock(tally);
+        let own = tally.of.get(me).is_some_and(|c| mine(c, account));
+        count(&tally, account) > u32::from(own)
+    }
+
+    /// Recorded as theirs on this account by another certificate.
+    pub fn is_surely(&self, id: &str) -> bool {
+        self.surely.contains(id)
+            || self.counted(
+                |t, a| t.surely.get(a).and_then(|c| c.get(id)).copied().unwrap_or(0),
+                |c, a| c.account.as_deref() == Some(a) && c.orders.iter().any(|o| o == id),
+            )
+    }
+
+    /// Perhaps on this account: a certificate of an older version that did not record its
+    /// account, or one whose spec names the order but whose status does not say yet. Never
+    /// adopted or recovered; still a reason for doubt before a new order.
+    pub fn is_maybe(&self, id: &str) -> bool {
+        let on_account = |t: &Tally, a: &str| t.maybe_on.get(a).and_then(|c| c.get(id)).copied().unwrap_or(0);
+        let anywhere = |t: &Tally, _: &str| t.maybe_anywhere.get(id).copied().unwrap_or(0);
+        let mine_on = |c: &Claim, a: &str| c.account.as_deref() == Some(a) && c.spec_order.as_deref() == Some(id);
+        let mine_anywhere =
+            |c: &Claim, _: &str| c.account.is_none() && c.orders.iter().chain(c.spec_order.iter()).any(|o| o == id);
+        self.maybe.contains(id) || self.counted(on_account, mine_on) || self.counted(anywhere, mine_anywhere)
+    }
+
+    /// Whether another certificate surely or perhaps claims `id`.
+    pub fn any(&self, id: &str) -> bool {
+        self.is_surely(id) || self.is_maybe(id)
+    }
+}
+
+fn lock(tally: &Mutex<Tally>) -> MutexGuard<'_, Tally> {
+    tally.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Claims {
     /// Starts the cluster-wide watch; the returned future drives it until the stream ends.
     pub fn watch(client: &kube::Client) -> (Claims, impl std::future::Future<Output = ()> + Send + 'static) {
         let resource = ApiResource::erase::<IspCertificate>(&());
-        let writer = reflector::store::Writer::new(resource.clone());
-        let store = writer.as_reader();
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
-        let stream = watcher(api, watcher::Config::default()).default_backoff().modify(prune).reflect(writer);
-        (Claims { store }, stream.for_each(|_| futures::future::ready(())))
+        let (claims, ready) = Claims::empty();
+        let tally = claims.tally.clone();
+        let stream = watcher(api, watcher::Config::default()).default_backoff();
+        let drive = stream.for_each(move |event| {
+            if let Ok(event) = event
+                && lock(&tally).apply(event)
+            {
+                let _ = ready.send(true);
+            }
+            futures::future::ready(())
+        });
+        (claims, drive)
+    }
+
+    fn empty() -> (Claims, watch::Sender<bool>) {
+        let (ready, synced) = watch::channel(false);
+        (Claims { tally: Arc::default(), synced }, ready)
     }
 
     /// A view over objects given directly (tests).
     #[cfg(test)]
     pub fn of(objects: Vec<DynamicObject>) -> Claims {
-        let mut writer = reflector::store::Writer::new(ApiResource::erase::<IspCertificate>(&()));
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for mut o in objects {
-            prune(&mut o);
-            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+        let (claims, ready) = Claims::empty();
+        let mut tally = lock(&claims.tally);
+        tally.apply(watcher::Event::Init);
+        for o in objects {
+            tally.apply(watcher::Event::InitApply(o));
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        Claims { store: writer.as_reader() }
+        tally.apply(watcher::Event::InitDone);
+        drop(tally);
+        let _ = ready.send(true);
+        claims
     }
 
     /// Waits until the first full list is in.
-    pub async fn wait_synced(&self) -> Result<(), reflector::store::WriterDropped> {
-        self.store.wait_until_ready().await
+    pub async fn wait_synced(&self) -> Result<(), watch::error::RecvError> {
+        self.synced.clone().wait_for(|s| *s).await.map(drop)
     }
 
     /// The orders of `account` that certificates other than `me` (by uid) claim: in their
     /// status, or adopted by their spec.
     pub fn claimed_by_others(&self, me: &str, account: &str) -> Claimed {
-        let mut claimed = Claimed::default();
-        for c in self.store.state().iter().filter(|c| c.metadata.uid.as_deref() != Some(me)) {
-            let on = text(c, "status", "account");
-            if on.is_some_and(|a| a != account) {
-                continue;
-            }
-            // An order being replaced stays its certificate's until the new one serves.
-            for field in ["orderId", "replacedOrder"] {
-                if let Some(id) = text(c, "status", field) {
-                    let set = if on.is_some() { &mut claimed.surely } else { &mut claimed.maybe };
-                    set.insert(id.to_string());
-                }
-            }
-            if let Some(id) = text(c, "spec", "orderId").filter(|id| !claimed.surely.contains(*id)) {
-                claimed.maybe.insert(id.to_string());
-            }
-        }
-        claimed
+        Claimed { source: Some((self.tally.clone(), me.to_string(), account.to_string())), ..Default::default() }
     }
 
     /// Order ids of `account` some certificate records as its own and has not seen deleted: the
     /// billing's list must show every one of them, or the list is incomplete.
     pub fn known_live(&self, account: &str) -> BTreeSet<String> {
-        self.store
-            .state()
-            .iter()
-            .filter(|c| text(c, "status", "account") == Some(account))
-            .filter(|c| text(c, "status", "orderState").is_none_or(|s| !s.starts_with("deleted")))
-            .filter_map(|c| text(c, "status", "orderId"))
-            .map(str::to_string)
-            .collect()
+        lock(&self.tally).live.get(account).map(|c| c.keys().cloned().collect()).unwrap_or_default()
     }
 
     /// The orders certificates of `issuer` placed or adopted since `since` (by id), and the order
     /// attempts of its certificates started since then that have no id yet.
     pub fn recent_orders(&self, issuer: &IssuerKey, since: Timestamp) -> (BTreeSet<String>, usize) {
+        let tally = lock(&self.tally);
+        let Some(times) = tally.counted.get(issuer) else { return (BTreeSet::new(), 0) };
         let mut ids = BTreeSet::new();
         let mut attempts = 0;
-        for c in self.store.state().iter().filter(|c| uses(c, issuer)) {
-            let after = |t: Option<&Value>| {
-                t.and_then(Value::as_str).and_then(|s| s.parse::<Timestamp>().ok()).is_some_and(|t| t >= since)
-            };
-            let status = c.data.get("status");
-            if let Some(id) = text(c, "status", "orderId")
-                && after(status.and_then(|s| s.get("orderedAt")))
-            {
-                ids.insert(id.to_string());
-            } else if after(status.and_then(|s| s.get("orderAttempt")).and_then(|a| a.get("startedAt"))) {
-                attempts += 1;
+        for id in times.range((since, String::new())..).map(|(_, id)| id) {
+            match id {
+                Some(id) => {
+                    ids.insert(id.clone());
+                }
+                None => attempts += 1,
             }
         }
         (ids, attempts)
     }
-}
-
-/// Whether a certificate's `issuerRef` names `issuer`.
-fn uses(c: &DynamicObject, issuer: &IssuerKey) -> bool {
-    let Some(r) = c.data.get("spec").and_then(|s| s.get("issuerRef")) else { return false };
-    let kind = r.get("kind").and_then(Value::as_str).unwrap_or("IspIssuer");
-    let name = r.get("name").and_then(Value::as_str).unwrap_or_default();
-    let same_kind = match issuer.kind {
-        IssuerKind::IspIssuer => {
-            kind == "IspIssuer" && c.metadata.namespace.as_deref() == Some(issuer.namespace.as_str())
-        }
-        IssuerKind::ClusterIspIssuer => kind == "ClusterIspIssuer",
-    };
-    same_kind && name == issuer.name
 }
 
 #[cfg(test)]
@@ -181,6 +322,11 @@ mod tests {
             "status": status,
         }))
         .unwrap()
+    }
+
+    fn claims_of(claimed: &Claimed, ids: &[&str]) -> (Vec<String>, Vec<String>) {
+        let pick = |f: &dyn Fn(&str) -> bool| ids.iter().filter(|id| f(id)).map(|id| id.to_string()).collect();
+        (pick(&|id| claimed.is_surely(id)), pick(&|id| claimed.is_maybe(id) && !claimed.is_surely(id)))
     }
 
     #[test]
@@ -218,12 +364,13 @@ mod tests {
             // An order being replaced is still its certificate's.
             cert("e", "u7", json!({"name": "own"}), json!({"replacedOrder": "14", "account": "A"})),
         ]);
+        let ids = ["10", "11", "12", "13", "14", "15"];
         // Another namespace's order is claimed too, and a spec that cannot be typed still claims.
         let claimed = claims.claimed_by_others("u4", "A");
-        assert_eq!(claimed.surely, ["10", "11", "14"].map(String::from).into());
-        assert_eq!(claimed.maybe, ["13".to_string()].into());
+        assert_eq!(claims_of(&claimed, &ids), (vec!["10".into(), "11".into(), "14".into()], vec!["13".into()]));
         assert!(claimed.any("13") && !claimed.any("12"), "one's own order is not another's claim");
-        assert_eq!(claims.claimed_by_others("u1", "B").surely, ["10".to_string()].into());
+        assert!(claims.claimed_by_others("u1", "B").is_surely("10"));
+        assert!(!claims.claimed_by_others("u1", "A").is_surely("10"), "u1's own order 10 on A");
         assert_eq!(claims.known_live("A"), ["10", "12"].map(String::from).into());
         let shared = IssuerKey::cluster("shared");
         let (ids, attempts) = claims.recent_orders(&shared, t("2026-11-30T12:00:00Z"));
@@ -231,8 +378,25 @@ mod tests {
         let own = IssuerKey::namespaced("a", "own");
         assert_eq!(claims.recent_orders(&own, t("2026-11-30T12:00:00Z")).0.len(), 1);
         assert_eq!(claims.recent_orders(&IssuerKey::namespaced("b", "own"), t("2026-11-30T12:00:00Z")).0.len(), 0);
-        // What is kept is only what the decisions read.
-        let kept = &claims.store.state()[0];
-        assert!(kept.metadata.annotations.is_none() && kept.data["spec"].get("multiDomain").is_none());
+    }
+
+    #[test]
+    fn a_changed_or_deleted_certificate_takes_its_claims_back() {
+        let claims = Claims::of(vec![]);
+        let apply = |e| {
+            lock(&claims.tally).apply(e);
+        };
+        let ordered = |id: &str| json!({"orderId": id, "account": "A", "orderedAt": "2026-12-01T10:00:00Z"});
+        apply(watcher::Event::Apply(cert("a", "u1", json!({"name": "i"}), ordered("20"))));
+        let claimed = claims.claimed_by_others("me", "A");
+        assert!(claimed.is_surely("20"));
+        apply(watcher::Event::Apply(cert("a", "u1", json!({"name": "i"}), ordered("21"))));
+        assert!(!claimed.is_surely("20") && claimed.is_surely("21"), "asked when needed, not copied");
+        let issuer = IssuerKey::namespaced("a", "i");
+        assert_eq!(claims.recent_orders(&issuer, Timestamp::UNIX_EPOCH).0, ["21".to_string()].into());
+        apply(watcher::Event::Delete(cert("a", "u1", json!({"name": "i"}), ordered("21"))));
+        assert!(!claimed.any("21"));
+        assert_eq!(claims.recent_orders(&issuer, Timestamp::UNIX_EPOCH).0.len(), 0);
+        assert!(lock(&claims.tally).surely.values().all(|c| c.is_empty()), "no count left behind");
     }
 }

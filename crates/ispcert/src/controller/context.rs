@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use tokio::sync::broadcast;
@@ -78,8 +78,12 @@ pub struct Shared {
     pub issuers: IssuerRegistry,
     /// Asks the issuer controllers to check an issuer's credentials again now.
     pub recheck: broadcast::Sender<IssuerKey>,
-    /// One recorder for the process, so that repeated events are counted in one series.
-    pub recorder: Recorder,
+    /// Who publishes the events. Each event gets a recorder of its own: kube's `Recorder` keeps
+    /// every event it published for six minutes (to count repeats in one series) and sweeps that
+    /// whole cache on each publish, which cost 6 KiB per certificate and made a burst of N
+    /// issuances O(N²). Our events mark transitions, so repeats within minutes are rare; one is
+    /// a new Event (a POST) instead of a series update (a PATCH): the same one write.
+    pub reporter: Reporter,
     pub cluster_issuers: Store<ClusterIspIssuer>,
     /// Every IspCertificate of the cluster, as the money fields: which orders are claimed.
     pub claims: super::claims::Claims,
@@ -107,9 +111,28 @@ impl Default for KeyGenerations {
 pub struct Context {
     pub shared: Arc<Shared>,
     pub certificates: Store<IspCertificate>,
+    /// The certificates of the cache by the Secret they name: (namespace, secretName) → (created,
+    /// name), without those being deleted.
+    pub secret_names: Arc<SecretNames>,
     pub issuers: Store<IspIssuer>,
     /// Metadata of the Secrets we label, from a metadata-only watch.
     pub secrets: Store<PartialObjectMeta<Secret>>,
+}
+
+/// A Secret a certificate names: (namespace, secretName).
+pub type SecretKey = (String, String);
+/// A certificate as the Secret's owner is chosen: the oldest, then by name.
+pub type SecretClaimant = (Option<jiff::Timestamp>, String);
+/// See [`Context::secret_names`].
+pub type SecretNames = super::index::Index<SecretKey, SecretClaimant>;
+
+/// What a certificate contributes to [`SecretNames`].
+pub fn secret_name_entry(c: &IspCertificate) -> Option<(SecretKey, SecretClaimant)> {
+    if c.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let key = (c.namespace().unwrap_or_default(), c.spec.secret_name.clone());
+    Some((key, (c.metadata.creation_timestamp.as_ref().map(|t| t.0), c.name_any())))
 }
 
 impl Shared {
@@ -150,7 +173,8 @@ impl Shared {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, reference).await {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        if let Err(e) = recorder.publish(&event, reference).await {
             warn!(error = %e, reason, "could not publish event");
         }
     }
@@ -172,15 +196,8 @@ impl Context {
     /// The oldest `IspCertificate` of the namespace that names `secret_name`, which alone may
     /// write it (ties broken by name, so every reconcile agrees).
     pub fn secret_owner(&self, namespace: &str, secret_name: &str) -> Option<Arc<IspCertificate>> {
-        self.certificates
-            .state()
-            .into_iter()
-            .filter(|c| c.namespace().as_deref() == Some(namespace) && c.spec.secret_name == secret_name)
-            .filter(|c| c.metadata.deletion_timestamp.is_none())
-            .min_by(|a, b| {
-                (a.metadata.creation_timestamp.as_ref().map(|t| t.0), a.name_any())
-                    .cmp(&(b.metadata.creation_timestamp.as_ref().map(|t| t.0), b.name_any()))
-            })
+        let (_, name) = self.secret_names.first(&(namespace.to_string(), secret_name.to_string()))?;
+        self.certificates.get(&ObjectRef::new(&name).within(namespace))
     }
 
     /// Whether a Secret's certificate label names a live `IspCertificate` other than `me`.

@@ -1,6 +1,7 @@
 //! Pure decisions of the certificate reconcile: what the billing's list says about an order, which
 //! order in the list is ours, what a download means, what to do with the key, when to renew.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 
 use jiff::Timestamp;
@@ -98,8 +99,8 @@ pub const TAG_PREFIX: &str = "ispcert-";
 /// tag cannot tell), nobody perhaps claims it, and the issuer lets its certificates take orders
 /// they cannot prove their own (`adoption_allowed`); otherwise any such order may be ours with
 /// the tag dropped, so the answer is `Ambiguous` and nothing is ordered until a person decides.
-pub fn find_order(
-    rows: &[CertificateRow],
+pub fn find_order<R: Borrow<CertificateRow>>(
+    rows: &[R],
     remote_id: &str,
     plan: &Plan,
     since: Date,
@@ -108,19 +109,19 @@ pub fn find_order(
 ) -> Recovery {
     // A journaled order whose answer was lost has no id: it is the attempt itself, not a find.
     let live = |r: &&CertificateRow| r.item_status != Some(4) && !r.id.is_empty();
-    if let Some(r) = rows.iter().filter(live).find(|r| r.remote_id.as_deref() == Some(remote_id)) {
+    let rows = || rows.iter().map(Borrow::borrow);
+    if let Some(r) = rows().filter(live).find(|r| r.remote_id.as_deref() == Some(remote_id)) {
         return Recovery::Found(r.id.clone());
     }
-    let tags_shown = rows.iter().any(|r| r.remote_id.is_some());
-    let candidates: Vec<&CertificateRow> = rows
-        .iter()
+    let tags_shown = rows().any(|r| r.remote_id.is_some());
+    let candidates: Vec<&CertificateRow> = rows()
         .filter(live)
         .filter(|r| r.remote_id.as_deref().is_none_or(|t| !t.starts_with(TAG_PREFIX)))
         .filter(|r| same_need(r, plan))
         .filter(|r| r.created.as_deref().and_then(parse_date).is_none_or(|d| d >= since))
-        .filter(|r| !claimed.surely.contains(&r.id))
+        .filter(|r| !claimed.is_surely(&r.id))
         .collect();
-    let perhaps_claimed = candidates.iter().any(|r| claimed.maybe.contains(&r.id));
+    let perhaps_claimed = candidates.iter().any(|r| claimed.is_maybe(&r.id));
     let ids: Vec<String> = candidates.iter().map(|r| r.id.clone()).collect();
     match (ids.len(), tags_shown || perhaps_claimed || !adoption_allowed) {
         (0, _) => Recovery::NotFound,
@@ -138,11 +139,12 @@ fn same_need(r: &CertificateRow, plan: &Plan) -> bool {
 /// Live orders of the account for the plan's name and product that no certificate surely claims:
 /// before a new order, any of them may be the certificate wanted (an earlier resource's order
 /// still pending, a manifest applied again without its status, an order made in the panel).
-pub fn unclaimed_orders(rows: &[CertificateRow], plan: &Plan, claimed: &Claimed) -> Vec<String> {
+pub fn unclaimed_orders<R: Borrow<CertificateRow>>(rows: &[R], plan: &Plan, claimed: &Claimed) -> Vec<String> {
     rows.iter()
+        .map(Borrow::borrow)
         .filter(|r| r.item_status != Some(4) && !r.id.is_empty())
         .filter(|r| same_need(r, plan))
-        .filter(|r| !claimed.surely.contains(&r.id))
+        .filter(|r| !claimed.is_surely(&r.id))
         .map(|r| r.id.clone())
         .collect()
 }
@@ -150,10 +152,19 @@ pub fn unclaimed_orders(rows: &[CertificateRow], plan: &Plan, claimed: &Claimed)
 /// How many orders count against a budget since `since`: the account's rows created since that
 /// date (the list shows dates only, so up to a day more), the orders the issuer's certificates
 /// recorded since then, and their attempts without an id yet. Each order counts once.
-pub fn orders_since(rows: &[CertificateRow], since: Date, recorded: &BTreeSet<String>, attempts: usize) -> usize {
+pub fn orders_since<R: Borrow<CertificateRow>>(
+    rows: &[R],
+    since: Date,
+    recorded: &BTreeSet<String>,
+    attempts: usize,
+) -> usize {
     let mut ids: BTreeSet<&str> = recorded.iter().map(String::as_str).collect();
     let mut lost = 0;
-    for r in rows.iter().filter(|r| r.created.as_deref().and_then(parse_date).is_some_and(|d| d >= since)) {
+    for r in rows
+        .iter()
+        .map(Borrow::borrow)
+        .filter(|r| r.created.as_deref().and_then(parse_date).is_some_and(|d| d >= since))
+    {
         if r.id.is_empty() {
             lost += 1;
         } else {
@@ -382,7 +393,8 @@ mod tests {
             order("6", "a.example.com", "55324", 5),
             order("", "a.example.com", "55324", 1),
         ];
-        let claimed = Claimed { surely: ["6".to_string()].into(), maybe: ["2".to_string()].into() };
+        let claimed =
+            Claimed { surely: ["6".to_string()].into(), maybe: ["2".to_string()].into(), ..Default::default() };
         assert_eq!(unclaimed_orders(&rows, &plan, &claimed), ["1", "2"]);
     }
 
@@ -397,7 +409,7 @@ mod tests {
         assert_eq!(orders_since(&rows, since, &recorded, 0), 4);
         assert_eq!(orders_since(&rows, since, &recorded, 1), 4, "the lost answer is the attempt: counted once");
         assert_eq!(orders_since(&rows, since, &recorded, 2), 5);
-        assert_eq!(orders_since(&[], since, &BTreeSet::new(), 0), 0);
+        assert_eq!(orders_since::<CertificateRow>(&[], since, &BTreeSet::new(), 0), 0);
     }
 
     fn cert(names: &[&str], key: &[u8], serial: &str, days_left: i64) -> CertInfo {

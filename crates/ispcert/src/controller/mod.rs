@@ -12,6 +12,7 @@ pub mod claims;
 pub mod conditions;
 pub mod context;
 pub mod decide;
+pub mod index;
 pub mod issuer;
 pub mod issuers;
 pub mod metrics;
@@ -25,7 +26,7 @@ pub mod unreadable;
 
 use std::sync::Arc;
 
-use futures::{FutureExt, Stream, StreamExt, future};
+use futures::{FutureExt, Stream, StreamExt, TryStreamExt, future};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{ApiResource, DynamicObject, ListParams};
 use kube::core::PartialObjectMeta;
@@ -135,10 +136,7 @@ pub async fn run(
     let shared = Arc::new(Shared {
         client: client.clone(),
         http: crate::billing::http_pool(settings.billing_timeout)?,
-        recorder: kube::runtime::events::Recorder::new(
-            client.clone(),
-            Reporter { controller: settings.manager.clone(), instance: std::env::var("POD_NAME").ok() },
-        ),
+        reporter: Reporter { controller: settings.manager.clone(), instance: std::env::var("POD_NAME").ok() },
         issuers: issuers::IssuerRegistry::new(metrics.list_calls.clone()),
         metrics,
         backoff: Default::default(),
@@ -262,6 +260,8 @@ fn certificate_task(
     // instead of after its backoff): only changes of the spec (generation), the annotations (the
     // clean-up way out) and the finalizers wake a certificate up; deletion bumps the generation.
     let (cert_store, cert_writer) = reflector::store::<IspCertificate>();
+    let secret_names = Arc::new(context::SecretNames::default());
+    let names = secret_names.clone();
     // Raw objects, typed one by one: one that cannot be read must not stop the list (see
     // `unreadable`).
     let reader = unreadable::Reader::new(shared.clone(), cert_store.clone());
@@ -280,6 +280,7 @@ fn certificate_task(
         })
         // Nothing reads managedFields; they are often the largest part of a cached object.
         .modify(|c: &mut IspCertificate| c.metadata.managed_fields = None)
+        .inspect_ok(move |event| names.apply(event, context::secret_name_entry))
         .reflect(cert_writer)
         .applied_objects()
         .predicate_filter(
@@ -301,8 +302,13 @@ fn certificate_task(
     .touched_objects();
     let namespaced_map = by_issuer(cert_store.clone(), IssuerKind::IspIssuer);
     let cluster_map = by_issuer(cert_store.clone(), IssuerKind::ClusterIspIssuer);
-    let ctx =
-        Arc::new(Context { shared: shared.clone(), certificates: cert_store.clone(), issuers, secrets: secret_reader });
+    let ctx = Arc::new(Context {
+        shared: shared.clone(),
+        certificates: cert_store.clone(),
+        secret_names,
+        issuers,
+        secrets: secret_reader,
+    });
     Controller::for_stream(cert_events, cert_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(shared.settings.concurrency))
         .watches_stream(secret_events, owner_of_secret)

@@ -50,10 +50,10 @@ pub enum Adoption {
 }
 
 /// The stop that names the orders in doubt and the ways on.
-pub fn stop(
+pub fn stop<R: std::borrow::Borrow<CertificateRow>>(
     why: Why,
     ids: &[String],
-    rows: &[CertificateRow],
+    rows: &[R],
     plan: &Plan,
     who: (&str, &str),
     adoption: &Adoption,
@@ -61,7 +61,7 @@ pub fn stop(
     let (namespace, name) = who;
     let described: Vec<String> = ids
         .iter()
-        .map(|id| match rows.iter().find(|r| r.id == *id) {
+        .map(|id| match rows.iter().map(std::borrow::Borrow::borrow).find(|r: &&CertificateRow| r.id == *id) {
             Some(row) => {
                 let created = row.created.as_deref().map(|c| format!(", created {c}")).unwrap_or_default();
                 format!("{id} ({}{created})", order_state(row))

@@ -115,7 +115,13 @@ pub async fn ensure(
     if let Some(flow) = adopt_retained(run, ledger, plan, &order, output).await? {
         return Ok(flow);
     }
-    super::place::place(run, ledger, plan, &order, material).await
+    let placed = super::place::place(run, ledger, plan, &order, material).await?;
+    Ok(match placed {
+        // The certificate of the order being replaced still serves: whatever holds the new
+        // order up (a refusal, the budget, a doubt) leaves Ready to what the Secret serves.
+        Flow::Stop(stop) if replaced.is_some() => Flow::Stop(stop.keeping_ready()),
+        flow => flow,
+    })
 }
 
 /// The account to record in the status: the one of its order once there is one or an attempt
@@ -174,12 +180,12 @@ async fn adopt_named(
     if !crate::billing::decode::is_plausible_id(&id) {
         return refused(format!("{source} {id:?} is not a billing certificate id"));
     }
-    if order.claimed.surely.contains(&id) {
+    if order.claimed.is_surely(&id) {
         return refused(format!(
             "order {id} ({source}) belongs to another IspCertificate (in some namespace); one order serves one certificate"
         ));
     }
-    if order.claimed.maybe.contains(&id) {
+    if order.claimed.is_maybe(&id) {
         // Resolves by itself when the other one records another account: looked at again.
         let message = format!(
             "order {id} ({source}) is also named by another IspCertificate (in some namespace) that may be on the same billing account; one order serves one certificate, so this one waits until that one stops naming it or is known to be on another account"
@@ -353,7 +359,7 @@ async fn settle_ambiguity(
     plan: &Plan,
     order: &OrderCtx<'_>,
     ids: Vec<String>,
-    rows: &[crate::billing::CertificateRow],
+    rows: &[std::borrow::Cow<'_, crate::billing::CertificateRow>],
 ) -> Result<Flow<String>, Error> {
     let annotations = run.cert.annotations();
     if let Some(id) = doubt::listed(annotations.get(ADOPT_ORDER_ANNOTATION)).into_iter().find(|id| ids.contains(id))

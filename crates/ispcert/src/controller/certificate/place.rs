@@ -9,6 +9,7 @@
 //! id written the moment the billing returns it; a lost answer leaves the attempt marked, so that
 //! the next reconcile looks for the order instead of buying again.
 
+use std::borrow::Borrow;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -73,8 +74,8 @@ pub enum Before {
 }
 
 /// What the decision reads.
-pub struct Facts<'a> {
-    pub rows: &'a [CertificateRow],
+pub struct Facts<'a, R: Borrow<CertificateRow>> {
+    pub rows: &'a [R],
     pub tag: &'a str,
     pub plan: &'a Plan,
     pub claimed: &'a Claimed,
@@ -85,9 +86,12 @@ pub struct Facts<'a> {
     pub used: usize,
 }
 
-pub fn before_ordering(f: &Facts<'_>) -> Before {
-    if let Some(r) =
-        f.rows.iter().find(|r| !r.id.is_empty() && r.remote_id.as_deref() == Some(f.tag) && r.item_status != Some(4))
+pub fn before_ordering<R: Borrow<CertificateRow>>(f: &Facts<'_, R>) -> Before {
+    if let Some(r) = f
+        .rows
+        .iter()
+        .map(Borrow::borrow)
+        .find(|r| !r.id.is_empty() && r.remote_id.as_deref() == Some(f.tag) && r.item_status != Some(4))
     {
         return Before::Ours(r.id.clone());
     }

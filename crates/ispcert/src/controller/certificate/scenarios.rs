@@ -211,10 +211,7 @@ fn context_with(cert: &IspCertificate, issuer_store: reflector::Store<IspIssuer>
         client: client.clone(),
         settings: Settings::fast(),
         http: crate::billing::http_pool(Duration::from_secs(5)).unwrap(),
-        recorder: kube::runtime::events::Recorder::new(
-            client,
-            Reporter { controller: "ispcert".into(), instance: None },
-        ),
+        reporter: Reporter { controller: "ispcert".into(), instance: None },
         metrics: Metrics::default(),
         backoff: Default::default(),
         issuers: Default::default(),
@@ -232,7 +229,10 @@ fn context_with(cert: &IspCertificate, issuer_store: reflector::Store<IspIssuer>
     let secrets = filled(vec![secret_meta()]);
     // The Secret is at the version this process last wrote.
     shared.remember_version("ns/www-tls", "77".into());
-    (Arc::new(Context { shared, certificates, issuers: issuer_store, secrets }), handle)
+    let secret_names = Arc::new(crate::controller::context::SecretNames::default());
+    let applied = kube::runtime::watcher::Event::Apply(cert.clone());
+    secret_names.apply(&applied, crate::controller::context::secret_name_entry);
+    (Arc::new(Context { shared, certificates, secret_names, issuers: issuer_store, secrets }), handle)
 }
 
 /// Registers the issuer's billing client, as a passed credentials check would.
