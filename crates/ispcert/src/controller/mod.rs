@@ -195,6 +195,9 @@ fn namespace_watch(
     (store, stream.default_backoff().for_each(|_| future::ready(())))
 }
 
+/// The annotation `kubectl apply` keeps the whole last-applied manifest in.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
 /// Resolves when `shutdown` turns true.
 async fn stopped(mut shutdown: watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
@@ -278,8 +281,14 @@ fn certificate_task(
                 Err(e) => Some(Err(e)),
             })
         })
-        // Nothing reads managedFields; they are often the largest part of a cached object.
-        .modify(|c: &mut IspCertificate| c.metadata.managed_fields = None)
+        // Nothing reads managedFields or the copy of the manifest `kubectl apply` keeps; they
+        // are often the largest part of a cached object.
+        .modify(|c: &mut IspCertificate| {
+            c.metadata.managed_fields = None;
+            if let Some(a) = c.metadata.annotations.as_mut() {
+                a.remove(LAST_APPLIED);
+            }
+        })
         .inspect_ok(move |event| names.apply(event, context::secret_name_entry))
         .reflect(cert_writer)
         .applied_objects()
@@ -296,7 +305,7 @@ fn certificate_task(
             api_in::<PartialObjectMeta<Secret>>(client, scope),
             watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
         )
-        .modify(|m| m.metadata.managed_fields = None),
+        .modify(|m| secrets::prune_cached(&mut m.metadata)),
     )
     .default_backoff()
     .touched_objects();

@@ -123,6 +123,24 @@ pub fn up_to_date(existing: &Secret, desired: &Secret) -> bool {
 }
 
 /// Whether a Secret is ours to write for `certificate`: it carries our label naming it.
+/// What the cache of our Secrets' metadata keeps: the key, the version, our label and the
+/// serial the fast path compares (nothing else is read from it; every decision that needs more
+/// reads the Secret). About a kilobyte less per Secret, two Secrets per certificate.
+pub fn prune_cached(meta: &mut ObjectMeta) {
+    let keep_only = |map: &mut Option<BTreeMap<String, String>>, key: &str| {
+        if let Some(m) = map.as_mut() {
+            m.retain(|k, _| k == key);
+        }
+    };
+    keep_only(&mut meta.labels, LABEL_CERTIFICATE);
+    keep_only(&mut meta.annotations, ANN_SERIAL);
+    meta.managed_fields = None;
+    meta.owner_references = None;
+    meta.finalizers = None;
+    meta.creation_timestamp = None;
+    meta.generate_name = None;
+}
+
 pub fn managed_for(secret: &Secret, certificate: &str) -> bool {
     secret.metadata.labels.as_ref().and_then(|l| l.get(LABEL_CERTIFICATE)).is_some_and(|v| v == certificate)
 }
@@ -231,6 +249,22 @@ mod tests {
     use rcgen::KeyPair;
 
     use super::*;
+
+    #[test]
+    fn the_cache_keeps_only_what_the_fast_path_reads() {
+        let mut meta = ObjectMeta {
+            name: Some("www-tls".into()),
+            namespace: Some("ns".into()),
+            resource_version: Some("7".into()),
+            labels: Some([(LABEL_CERTIFICATE.into(), "www".into()), ("team".into(), "a".into())].into()),
+            annotations: Some([(ANN_SERIAL.into(), "01".into()), (ANN_ALT_NAMES.into(), "b".into())].into()),
+            ..Default::default()
+        };
+        prune_cached(&mut meta);
+        assert_eq!(meta.labels.unwrap().into_keys().collect::<Vec<_>>(), [LABEL_CERTIFICATE]);
+        assert_eq!(meta.annotations.unwrap().into_keys().collect::<Vec<_>>(), [ANN_SERIAL]);
+        assert_eq!((meta.name.as_deref(), meta.resource_version.as_deref()), (Some("www-tls"), Some("7")));
+    }
     use crate::controller::plan::tests_support::plan_for;
     use crate::pki::chain::{order, tests::test_chain};
 
