@@ -82,7 +82,7 @@ pub async fn converge(
     let repeat = repeat_now(run, ledger, renew_asked);
     if let (Repeat::Again(attempt), Some(re)) = (repeat, ledger.status().reissue.clone()) {
         let serial = re.previous_serial.clone().unwrap_or_default();
-        return reissue::request(run, ledger, &order, reissue::need_of(&re.reason), &serial, attempt).await;
+        return reissue::request(run, ledger, &order, reissue::need_of(&re.reason), &serial, (attempt, None)).await;
     }
     // A new order or a reissue is followed through the list; a known certificate whose Secret
     // was lost is downloaded directly.
@@ -328,7 +328,7 @@ async fn judged(
                     Some(Duration::from_secs(600)),
                 )));
             }
-            reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, 1).await
+            reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, (1, None)).await
         }
         Verdict::Reissue(need) => {
             // A reissue that completed and still does not fit counts as another attempt for
@@ -350,7 +350,7 @@ async fn judged(
                 );
                 return Ok(Flow::Stop(Stop::blocked(r::REISSUE_STUCK, format!("{what}; {todo}"), None)));
             }
-            reissue::request(run, ledger, order, need, &info.serial, attempt).await
+            reissue::request(run, ledger, order, need, &info.serial, (attempt, None)).await
         }
         Verdict::Reject(why) => Ok(Flow::Stop(Stop::blocked(r::CERTIFICATE_MISMATCH, why, None))),
     }

@@ -55,6 +55,7 @@ const MISSES_BEFORE_REORDER: u32 = 3;
 
 /// What the order stage works with besides the plan.
 pub struct OrderCtx<'a> {
+    pub plan: &'a Plan,
     pub issuer: &'a IssuerView,
     pub handle: &'a IssuerHandle,
     pub claimed: &'a Claimed,
@@ -101,7 +102,7 @@ pub async fn ensure(
     let replaced = ledger.status().replaced_order.clone();
     claimed.surely.extend(replaced.clone());
     let tag = remote_id(&run.ns, &run.name, issuer, plan, replaced.as_deref());
-    let order = OrderCtx { issuer, handle: &handle, claimed: &claimed, tag };
+    let order = OrderCtx { plan, issuer, handle: &handle, claimed: &claimed, tag };
     if let Some(id) = plan.adopt.clone().filter(|id| Some(id) != replaced.as_ref()) {
         return adopt_named(run, ledger, &order, id, "spec.orderId").await;
     }
@@ -137,6 +138,16 @@ fn account_change(status: &crate::crd::CertificateStatus, issuers: &str) -> Opti
     stale.then(|| Change::Account(issuers.to_string()))
 }
 
+/// What the billing holds (or, for an order found or adopted, is taken to hold) for the spec from
+/// the moment an order is recorded: the approvers and the subject. Recorded with the order, so
+/// that no later reconcile (after a restart, say) writes them on their own.
+pub fn ordered_for(ledger: &mut Ledger, plan: &Plan) {
+    ledger.record(Change::ApproversSent(plan.approver_emails()));
+    if let Some(line) = super::reissue::subject_of(plan) {
+        ledger.record(Change::SubjectSent(line));
+    }
+}
+
 /// Records `id` as this resource's order, durably, with the event saying how it was found.
 async fn adopt(
     run: &Run<'_>,
@@ -148,6 +159,7 @@ async fn adopt(
 ) -> Result<Flow<String>, Error> {
     let account = order.handle.account.key().to_string();
     ledger.record(Change::Ordered { id: id.clone(), at: Timestamp::now(), account });
+    ordered_for(ledger, order.plan);
     ledger.note(Note::normal(reason, how));
     ledger.persist(run).await?;
     Ok(Flow::Go(id))

@@ -142,6 +142,7 @@ pub async fn place(
         Before::Ours(id) => {
             let account = handle.account.key().to_string();
             ledger.record(Change::Ordered { id: id.clone(), at: now, account });
+            super::order::ordered_for(ledger, plan);
             let how = format!("order {id} carries this certificate's tag already; nothing was bought again");
             ledger.note(Note::normal(r::ORDER_RECOVERED, how));
             ledger.persist(run).await?;
@@ -252,10 +253,7 @@ async fn record(
             outcome("placed");
             let account = order.handle.account.key().to_string();
             ledger.record(Change::Ordered { id: id.clone(), at: Timestamp::now(), account });
-            ledger.record(Change::ApproversSent(plan.approver_emails()));
-            if let Some(line) = super::reissue::subject_of(plan) {
-                ledger.record(Change::SubjectSent(line));
-            }
+            super::order::ordered_for(ledger, plan);
             // Written at once: this id is what keeps every later reconcile from ordering again.
             // If it cannot be written the attempt stays recorded, and the next reconcile finds
             // the order by its tag.

@@ -15,7 +15,7 @@ use super::ledger::{Change, Ledger};
 use super::run::Run;
 use super::settle::Note;
 use crate::billing::{BillingError, Reissue};
-use crate::controller::context::Error;
+use crate::controller::context::{Error, KubeResult};
 use crate::controller::decide::ReissueNeed;
 use crate::controller::plan::{KeyPlan, Plan};
 use crate::controller::reasons as r;
@@ -82,16 +82,33 @@ pub fn repeat(reissue: &ReissueState, timeout: Duration, failure_wait: Duration,
     }
 }
 
+/// Goes on only when the server holds what this reconcile decided from: the cache can lag behind
+/// our own last write (a reissue requested a moment ago, a renewal request handled), and asking
+/// again would send every approver a second email.
+async fn decided_on_current(run: &Run<'_>) -> Result<Flow<()>, Error> {
+    let fresh = run.api.get_status(&run.name).await.doing(|| format!("read status of {}", run.key()))?;
+    let (server, cached) = (fresh.status.unwrap_or_default(), run.cert.status.clone().unwrap_or_default());
+    let same =
+        |s: &crate::crd::CertificateStatus| (s.reissue.clone(), s.renew_request.clone(), s.serial_number.clone());
+    if same(&server) == same(&cached) {
+        return Ok(Flow::Go(()));
+    }
+    let wait = run.ctx.shared.settings.poll_interval.max(Duration::from_millis(200));
+    Ok(Flow::Stop(Stop::pending(r::REISSUING, "the resource changed meanwhile; deciding again", wait)))
+}
+
 /// Requests a free reissue of the order for `need`; `current_serial` is the certificate it
 /// replaces, which downloads keep showing until the new one is issued. `attempt` counts the
 /// requests for this need: a repeat (2 and up) keeps the key a rotation made for the first one.
+/// `renew` is the `ispcert renew` request this reissue answers, recorded as handled once the
+/// decision is known to stand on the current resource.
 pub async fn request(
     run: &Run<'_>,
     ledger: &mut Ledger,
     order: &Order<'_>,
     need: ReissueNeed,
     current_serial: &str,
-    attempt: u32,
+    (attempt, renew): (u32, Option<String>),
 ) -> Result<Flow<()>, Error> {
     let (plan, order_id) = (order.plan, order.id);
     if need == ReissueNeed::Names && plan.alt_names.is_empty() {
@@ -106,6 +123,11 @@ pub async fn request(
         )));
     }
     let handle = go!(run.handle(order.issuer));
+    go!(decided_on_current(run).await?);
+    if let Some(value) = renew {
+        ledger.record(Change::RenewRequestHandled(value));
+        ledger.note(Note::normal(r::RENEW_REQUESTED, "renewal requested through the ispcert.dev/renew annotation"));
+    }
     let form = match form(need, plan, order.material) {
         Some(form) => form,
         None if attempt > 1 => Reissue::Manual { csr: order.material.csr.clone() },

@@ -10,12 +10,10 @@ use super::flow::{Flow, go};
 use super::follow::Order;
 use super::ledger::{Change, Ledger};
 use super::run::Run;
-use super::settle::Note;
 use super::{prolong, reissue, store};
 use crate::controller::context::Error;
 use crate::controller::decide::{ReissueNeed, billing_date, same_names};
 use crate::controller::plan::Plan;
-use crate::controller::reasons as r;
 use crate::controller::renewal::{Renewal, RenewalPolicy, Subscription, plan_renewal, subscription};
 use crate::crd::CertificateStatus;
 use crate::pki::chain::{CertInfo, Chain};
@@ -34,12 +32,10 @@ pub async fn next(
     go!(refresh_subscription(run, ledger, order).await);
     go!(prolong::ensure(run, ledger, order, &info.serial).await?);
     if let Some(value) = renew_asked {
-        ledger.record(Change::RenewRequestHandled(value));
-        ledger.note(Note::normal(r::RENEW_REQUESTED, "renewal requested through the ispcert.dev/renew annotation"));
-        return reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, 1).await;
+        return reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, (1, Some(value))).await;
     }
     if renewal_of(run, order.plan, info, ledger.status()).at().is_some_and(|at| run.now >= at) {
-        return reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, 1).await;
+        return reissue::request(run, ledger, order, ReissueNeed::Renewal, &info.serial, (1, None)).await;
     }
     // Approvers changed since the billing was last given them: a free reissue with the new
     // ones. Unknown (an adopted order, an earlier version): the current ones count.
@@ -48,7 +44,7 @@ pub async fn next(
     if sent.is_empty() {
         ledger.record(Change::ApproversSent(wanted));
     } else if !same_names(sent, &wanted) {
-        return reissue::request(run, ledger, order, ReissueNeed::Approvers, &info.serial, 1).await;
+        return reissue::request(run, ledger, order, ReissueNeed::Approvers, &info.serial, (1, None)).await;
     }
     // The subject of a key made in the cluster changed since the billing was given a CSR: a free
     // reissue with the CSR the key stage made for the new one. Unknown: the current one counts.
@@ -56,7 +52,7 @@ pub async fn next(
         match &ledger.status().requested_subject {
             None => ledger.record(Change::SubjectSent(wanted)),
             Some(sent) if *sent != wanted => {
-                return reissue::request(run, ledger, order, ReissueNeed::Subject, &info.serial, 1).await;
+                return reissue::request(run, ledger, order, ReissueNeed::Subject, &info.serial, (1, None)).await;
             }
             Some(_) => {}
         }
