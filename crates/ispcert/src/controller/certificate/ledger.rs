@@ -227,16 +227,7 @@ impl Ledger {
             let message = if type_ == r::STALLED { "" } else { ORDERING_MESSAGE };
             conditions::set(&mut with_intent.conditions, type_, holds, r::ORDERING, message, generation, now);
         }
-        let precondition = fresh.metadata.resource_version.as_deref();
-        match status::write(&run.api, &run.name, &base, &with_intent, precondition).await {
-            Ok(_) => {
-                self.status = with_intent.clone();
-                self.written = with_intent;
-                Ok(Intent::Written)
-            }
-            Err(kube::Error::Api(e)) if e.code == 409 => Ok(Intent::Conflict),
-            Err(e) => Err(Error::kube(format!("write the order intent to the status of {}", run.key()), e)),
-        }
+        self.write_on(run, fresh, &base, with_intent, "order").await
     }
 
     /// Writes the intent to prolong on `fresh` (the resource as just read from the server) with
@@ -253,15 +244,28 @@ impl Ledger {
         with_intent.prolong = Some(prolong);
         // The end this run read from the list is what the intent replaces.
         with_intent.subscription_end = self.status.subscription_end.clone().or(base.subscription_end.clone());
+        self.write_on(run, fresh, &base, with_intent, "prolongation").await
+    }
+
+    /// Writes `with_intent` over `base` (the status of `fresh`) only if the resource is still at
+    /// `fresh`'s resourceVersion; once written it is this ledger's base.
+    async fn write_on(
+        &mut self,
+        run: &Run<'_>,
+        fresh: &IspCertificate,
+        base: &CertificateStatus,
+        with_intent: CertificateStatus,
+        what: &str,
+    ) -> Result<Intent, Error> {
         let precondition = fresh.metadata.resource_version.as_deref();
-        match status::write(&run.api, &run.name, &base, &with_intent, precondition).await {
+        match status::write(&run.api, &run.name, base, &with_intent, precondition).await {
             Ok(_) => {
                 self.status = with_intent.clone();
                 self.written = with_intent;
                 Ok(Intent::Written)
             }
             Err(kube::Error::Api(e)) if e.code == 409 => Ok(Intent::Conflict),
-            Err(e) => Err(Error::kube(format!("write the prolongation intent to the status of {}", run.key()), e)),
+            Err(e) => Err(Error::kube(format!("write the {what} intent to the status of {}", run.key()), e)),
         }
     }
 
