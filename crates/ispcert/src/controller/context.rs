@@ -115,14 +115,16 @@ pub struct Context {
     /// name), without those being deleted.
     pub secret_names: Arc<SecretNames>,
     pub issuers: Store<IspIssuer>,
-    /// Metadata of the Secrets we label, from a metadata-only watch.
-    pub secrets: Store<PartialObjectMeta<Secret>>,
+    /// What we keep of the Secrets we label, from a metadata-only watch.
+    pub secrets: Arc<SecretsSeen>,
 }
 
 /// A Secret a certificate names: (namespace, secretName).
 pub type SecretKey = (String, String);
 /// A certificate as the Secret's owner is chosen: the oldest, then by name.
 pub type SecretClaimant = (Option<jiff::Timestamp>, String);
+/// See [`Context::secrets`].
+pub type SecretsSeen = super::index::Latest<super::secrets::SecretSeen>;
 /// See [`Context::secret_names`].
 pub type SecretNames = super::index::Index<SecretKey, SecretClaimant>;
 

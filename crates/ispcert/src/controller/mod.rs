@@ -288,6 +288,10 @@ fn certificate_task(
             if let Some(a) = c.metadata.annotations.as_mut() {
                 a.remove(LAST_APPLIED);
             }
+            // An emptied map keeps its node (about 0.5 KiB).
+            if c.metadata.annotations.as_ref().is_some_and(|a| a.is_empty()) {
+                c.metadata.annotations = None;
+            }
         })
         .inspect_ok(move |event| names.apply(event, context::secret_name_entry))
         .reflect(cert_writer)
@@ -296,18 +300,16 @@ fn certificate_task(
             predicates::generation.combine(predicates::annotations).combine(predicates::finalizers),
             Default::default(),
         );
-    let (secret_reader, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     // Metadata only, and only Secrets carrying our label: memory stays flat however many other
-    // Secrets the cluster holds.
-    let secret_events = reflector::reflector(
-        secret_writer,
-        watcher(
-            api_in::<PartialObjectMeta<Secret>>(client, scope),
-            watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
-        )
-        .modify(|m| secrets::prune_cached(&mut m.metadata)),
+    // Secrets the cluster holds. Of each, three facts are kept (`SecretSeen`), not the object.
+    let secrets_seen = Arc::new(context::SecretsSeen::default());
+    let seen = secrets_seen.clone();
+    let secret_events = watcher(
+        api_in::<PartialObjectMeta<Secret>>(client, scope),
+        watcher::Config::default().labels(secrets::LABEL_CERTIFICATE),
     )
     .default_backoff()
+    .inspect_ok(move |event| seen.apply(event, |m| secrets::SecretSeen::of(&m.metadata)))
     .touched_objects();
     let namespaced_map = by_issuer(cert_store.clone(), IssuerKind::IspIssuer);
     let cluster_map = by_issuer(cert_store.clone(), IssuerKind::ClusterIspIssuer);
@@ -316,7 +318,7 @@ fn certificate_task(
         certificates: cert_store.clone(),
         secret_names,
         issuers,
-        secrets: secret_reader,
+        secrets: secrets_seen,
     });
     Controller::for_stream(cert_events, cert_store)
         .with_config(kube::runtime::controller::Config::default().concurrency(shared.settings.concurrency))

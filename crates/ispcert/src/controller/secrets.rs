@@ -122,25 +122,27 @@ pub fn up_to_date(existing: &Secret, desired: &Secret) -> bool {
         && subset(&desired.metadata.annotations, &existing.metadata.annotations)
 }
 
-/// Whether a Secret is ours to write for `certificate`: it carries our label naming it.
-/// What the cache of our Secrets' metadata keeps: the key, the version, our label and the
-/// serial the fast path compares (nothing else is read from it; every decision that needs more
-/// reads the Secret). About a kilobyte less per Secret, two Secrets per certificate.
-pub fn prune_cached(meta: &mut ObjectMeta) {
-    let keep_only = |map: &mut Option<BTreeMap<String, String>>, key: &str| {
-        if let Some(m) = map.as_mut() {
-            m.retain(|k, _| k == key);
-        }
-    };
-    keep_only(&mut meta.labels, LABEL_CERTIFICATE);
-    keep_only(&mut meta.annotations, ANN_SERIAL);
-    meta.managed_fields = None;
-    meta.owner_references = None;
-    meta.finalizers = None;
-    meta.creation_timestamp = None;
-    meta.generate_name = None;
+/// What the operator keeps of each Secret it labels, from a metadata-only watch: the three facts
+/// the fast path compares (every decision that needs more reads the Secret).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretSeen {
+    /// The certificate our label names.
+    pub owner: String,
+    /// Our serial annotation.
+    pub serial: Option<String>,
+    pub resource_version: Option<String>,
 }
 
+impl SecretSeen {
+    /// `None` for a Secret without our label (the watch selects by it; an edit may remove it).
+    pub fn of(meta: &ObjectMeta) -> Option<SecretSeen> {
+        let owner = meta.labels.as_ref()?.get(LABEL_CERTIFICATE)?.clone();
+        let serial = meta.annotations.as_ref().and_then(|a| a.get(ANN_SERIAL)).cloned();
+        Some(SecretSeen { owner, serial, resource_version: meta.resource_version.clone() })
+    }
+}
+
+/// Whether a Secret is ours to write for `certificate`: it carries our label naming it.
 pub fn managed_for(secret: &Secret, certificate: &str) -> bool {
     secret.metadata.labels.as_ref().and_then(|l| l.get(LABEL_CERTIFICATE)).is_some_and(|v| v == certificate)
 }
@@ -260,10 +262,12 @@ mod tests {
             annotations: Some([(ANN_SERIAL.into(), "01".into()), (ANN_ALT_NAMES.into(), "b".into())].into()),
             ..Default::default()
         };
-        prune_cached(&mut meta);
-        assert_eq!(meta.labels.unwrap().into_keys().collect::<Vec<_>>(), [LABEL_CERTIFICATE]);
-        assert_eq!(meta.annotations.unwrap().into_keys().collect::<Vec<_>>(), [ANN_SERIAL]);
-        assert_eq!((meta.name.as_deref(), meta.resource_version.as_deref()), (Some("www-tls"), Some("7")));
+        let seen = SecretSeen { owner: "www".into(), serial: Some("01".into()), resource_version: Some("7".into()) };
+        assert_eq!(SecretSeen::of(&meta), Some(seen));
+        meta.annotations = None;
+        assert_eq!(SecretSeen::of(&meta).and_then(|s| s.serial), None);
+        meta.labels.as_mut().unwrap().remove(LABEL_CERTIFICATE);
+        assert_eq!(SecretSeen::of(&meta), None, "not ours any more");
     }
     use crate::controller::plan::tests_support::plan_for;
     use crate::pki::chain::{order, tests::test_chain};

@@ -6,7 +6,6 @@ use std::time::Duration;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::flow::{Flow, SECRET_IN_USE_RECHECK, Stop};
@@ -17,7 +16,7 @@ use crate::controller::context::{Error, KubeResult};
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
 use crate::controller::renewal::{Subscription, subscription};
-use crate::controller::secrets::{ANN_SERIAL, LABEL_CERTIFICATE, TLS_SECRET_TYPE, key_secret_name, managed_for};
+use crate::controller::secrets::{LABEL_CERTIFICATE, TLS_SECRET_TYPE, key_secret_name, managed_for};
 use crate::crd::CertificateStatus;
 use crate::pki::chain::{self, Chain};
 
@@ -54,10 +53,10 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
     // The spec is the one the certificate was issued for (same generation), so its Secret name
     // is the Secret's; the issuer is not even looked at.
     let secret_name = &run.cert.spec.secret_name;
-    let meta = run.ctx.secrets.get(&ObjectRef::new(secret_name).within(&run.ns))?;
-    let labelled = meta.labels().get(LABEL_CERTIFICATE).is_some_and(|l| *l == run.name);
-    let same_serial = meta.annotations().get(ANN_SERIAL).is_some_and(|a| a == serial);
-    let known_version = run.ctx.shared.verified_version(&secret_key(&run.ns, secret_name)) == meta.resource_version();
+    let seen = run.ctx.secrets.get(&run.ns, secret_name)?;
+    let labelled = seen.owner == run.name;
+    let same_serial = seen.serial.as_deref() == Some(serial);
+    let known_version = run.ctx.shared.verified_version(&secret_key(&run.ns, secret_name)) == seen.resource_version;
     (labelled && same_serial && known_version).then(|| {
         let c = conditions::get(&s.conditions, r::READY).map(|c| c.message.clone()).unwrap_or_default();
         Stop::ready(c, Some(until(renewal)))

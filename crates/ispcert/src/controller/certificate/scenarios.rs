@@ -226,7 +226,10 @@ fn context_with(cert: &IspCertificate, issuer_store: reflector::Store<IspIssuer>
         key_generations: Default::default(),
     });
     let certificates = filled(vec![cert.clone()]);
-    let secrets = filled(vec![secret_meta()]);
+    // What the Secret watch's first list leaves: the certificate's Secret.
+    let secrets = Arc::new(crate::controller::context::SecretsSeen::default());
+    let first_list = [watcher::Event::Init, watcher::Event::InitApply(secret_meta()), watcher::Event::InitDone];
+    first_list.iter().for_each(|e| secrets.apply(e, |m| crate::controller::secrets::SecretSeen::of(&m.metadata)));
     // The Secret is at the version this process last wrote.
     shared.remember_version("ns/www-tls", "77".into());
     let secret_names = Arc::new(crate::controller::context::SecretNames::default());
