@@ -192,12 +192,12 @@ async fn a_subscription_ending_under_manual_warns_then_ends_without_money_or_a_r
     assert!(is(&ending.conditions, "Ready", "True"), "still Ready while it ends");
     let warned = env.wait_event("short", "Warning", "SubscriptionEnding").await;
     assert!(warned.contains("prolong it in the billing panel"), "{warned}");
-    let labels = ispcert::controller::metrics::CertificateLabels {
-        namespace: env.ns.clone(),
-        name: "short".into(),
-        issuer_name: "billing".into(),
-        issuer_kind: "IspIssuer".into(),
-    };
+    let labels = ispcert::controller::metrics::CertificateLabels::new(
+        &env.ns,
+        "short",
+        "billing",
+        ispcert::crd::IssuerKind::IspIssuer,
+    );
     assert_eq!(env.metrics.subscription_ending.get_or_create(&labels).get(), 1);
 
     let ended = env.wait_reason("short", "Ready", "False", "SubscriptionEnded").await.status.unwrap();
