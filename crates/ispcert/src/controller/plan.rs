@@ -385,8 +385,8 @@ fn contacts(
     issuer: &IssuerSpec,
     problems: &mut Vec<String>,
 ) -> (Option<ContactSpec>, Option<ContactSpec>) {
-    let pick = |c: &Option<crate::crd::Contacts>| c.as_ref().and_then(|c| c.admin.clone());
-    let admin = pick(&spec.contacts).or_else(|| pick(&issuer.contacts));
+    let pick = |c: Option<&crate::crd::Contacts>| c.and_then(|c| c.admin.clone());
+    let admin = pick(spec.contacts.as_deref()).or_else(|| pick(issuer.contacts.as_ref()));
     let tech = spec
         .contacts
         .as_ref()
