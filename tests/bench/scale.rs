@@ -277,10 +277,27 @@ impl Bench {
             .await;
     }
 
-    /// Starts `ispcert controller` (this build) watching every namespace.
+    /// Starts `ispcert controller` (this build) watching every namespace. With
+    /// `ISPCERT_BENCH_WRAP` set (`heaptrack -o /tmp/op`, say), under that command, with the run's
+    /// number appended to its last word; the RSS figures are then the wrapper's.
     fn operator(&self, run: usize) -> Operator {
         let log = std::fs::File::create(self.work.join(format!("operator-{run}.log"))).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_ispcert-under-test"))
+        let exe = env!("CARGO_BIN_EXE_ispcert-under-test");
+        let wrap = std::env::var("ISPCERT_BENCH_WRAP").unwrap_or_default();
+        let mut command = match wrap.split_whitespace().collect::<Vec<_>>().split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(
+                    args.iter()
+                        .enumerate()
+                        .map(|(i, a)| if i + 1 == args.len() { format!("{a}-{run}") } else { a.to_string() }),
+                );
+                c.arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        command
             .args(["controller", "--kubeconfig"])
             .arg(self.cp.kubeconfig_path())
             .args(["--operator-namespace", &self.ops, "--metrics-addr", "127.0.0.1:0", "--poll-interval", POLL])
