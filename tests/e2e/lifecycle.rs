@@ -192,13 +192,16 @@ async fn a_subscription_ending_under_manual_warns_then_ends_without_money_or_a_r
     assert!(is(&ending.conditions, "Ready", "True"), "still Ready while it ends");
     let warned = env.wait_event("short", "Warning", "SubscriptionEnding").await;
     assert!(warned.contains("prolong it in the billing panel"), "{warned}");
-    let labels = ispcert::controller::metrics::CertificateLabels::new(
-        &env.ns,
-        "short",
-        "billing",
-        ispcert::crd::IssuerKind::IspIssuer,
+    let series = format!(
+        "ispcert_certificate_subscription_ending{{namespace=\"{}\",name=\"short\",issuer_name=\"billing\",issuer_kind=\"IspIssuer\"}} 1",
+        env.ns
     );
-    assert_eq!(env.metrics.subscription_ending.get_or_create(&labels).get(), 1);
+    // The series is read from the operator's cache, which may trail our read by a moment.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !env.metrics.encode().contains(&series) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(env.metrics.encode().contains(&series), "{}", env.metrics.encode());
 
     let ended = env.wait_reason("short", "Ready", "False", "SubscriptionEnded").await.status.unwrap();
     let message = ended.conditions.iter().find(|c| c.type_ == "Ready").unwrap().message.clone();

@@ -7,72 +7,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use prometheus_client::encoding::{EncodeLabelSet, LabelSetEncoder};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::series::{CONDITION_VALUES, CertificateSeries};
 use crate::billing::{Observer, Outcome};
-
-/// A certificate and the issuer that pays for it. All of a certificate's series share one copy
-/// of the names: seven series per certificate, each with its own strings, took 1.7 KiB.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct CertificateLabels(Arc<CertificateNames>);
-
-#[derive(Debug, Hash, PartialEq, Eq)]
-struct CertificateNames {
-    namespace: String,
-    name: String,
-    issuer_name: String,
-    issuer_kind: &'static str,
-}
-
-impl CertificateLabels {
-    pub fn new(namespace: &str, name: &str, issuer_name: &str, issuer_kind: crate::crd::IssuerKind) -> Self {
-        let issuer_kind = match issuer_kind {
-            crate::crd::IssuerKind::IspIssuer => "IspIssuer",
-            crate::crd::IssuerKind::ClusterIspIssuer => "ClusterIspIssuer",
-        };
-        let (namespace, name, issuer_name) = (namespace.into(), name.into(), issuer_name.into());
-        CertificateLabels(Arc::new(CertificateNames { namespace, name, issuer_name, issuer_kind }))
-    }
-
-    pub fn of(cert: &crate::crd::IspCertificate) -> Self {
-        use kube::ResourceExt;
-        let issuer = &cert.spec.issuer_ref;
-        Self::new(&cert.namespace().unwrap_or_default(), &cert.name_any(), &issuer.name, issuer.kind)
-    }
-
-    /// The labels, with `condition` after the name when given.
-    fn encode_with(&self, condition: Option<&str>, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        let n = &*self.0;
-        let mut labels = vec![("namespace", n.namespace.as_str()), ("name", n.name.as_str())];
-        labels.extend(condition.map(|c| ("condition", c)));
-        labels.extend([("issuer_name", n.issuer_name.as_str()), ("issuer_kind", n.issuer_kind)]);
-        labels.as_slice().encode(encoder)
-    }
-}
-
-impl EncodeLabelSet for CertificateLabels {
-    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        self.encode_with(None, encoder)
-    }
-}
-
-/// One value of a certificate's Ready condition.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct CertificateConditionLabels {
-    certificate: CertificateLabels,
-    condition: &'static str,
-}
-
-impl EncodeLabelSet for CertificateConditionLabels {
-    fn encode(&self, encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        self.certificate.encode_with(Some(self.condition), encoder)
-    }
-}
 
 /// One value of an issuer's Ready condition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -139,20 +82,13 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.01, 2.0, 13))
 }
 
-/// The values a Ready condition takes, one series each.
-const CONDITION_VALUES: [&str; 3] = ["True", "False", "Unknown"];
-
 /// Every metric the operator exports.
 #[derive(Clone)]
 pub struct Metrics {
     pub registry: Arc<Registry>,
-    pub ready: Family<CertificateConditionLabels, Gauge>,
-    pub expiration: Family<CertificateLabels, Gauge>,
-    pub renewal: Family<CertificateLabels, Gauge>,
-    pub subscription_end: Family<CertificateLabels, Gauge>,
-    /// 1 while the certificate's `SubscriptionEnding` condition is True (the operator's own
-    /// warning time, `--subscription-warning`).
-    pub subscription_ending: Family<CertificateLabels, Gauge>,
+    /// Readiness, expiry, renewal and subscription end of every certificate, read from the
+    /// caches at each scrape.
+    pub certificates: CertificateSeries,
     pub issuer_ready: Family<IssuerConditionLabels, Gauge>,
     pub reconciles: Family<ControllerLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
@@ -174,11 +110,7 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("ispcert");
         let m = Metrics {
             registry: Arc::new(Registry::default()),
-            ready: Family::default(),
-            expiration: Family::default(),
-            renewal: Family::default(),
-            subscription_end: Family::default(),
-            subscription_ending: Family::default(),
+            certificates: CertificateSeries::default(),
             issuer_ready: Family::default(),
             reconciles: Family::default(),
             errors: Family::default(),
@@ -193,23 +125,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
         };
         let r = &mut registry;
-        r.register("certificate_ready_status", "1 for the current value of the Ready condition", m.ready.clone());
-        r.register(
-            "certificate_expiration_timestamp_seconds",
-            "notAfter of the stored certificate",
-            m.expiration.clone(),
-        );
-        r.register("certificate_renewal_timestamp_seconds", "When the certificate will be reissued", m.renewal.clone());
-        r.register(
-            "certificate_subscription_end_timestamp_seconds",
-            "When the paid subscription ends (the billing's expiredate)",
-            m.subscription_end.clone(),
-        );
-        r.register(
-            "certificate_subscription_ending",
-            "1 while the subscription ends within the operator's warning time or has ended",
-            m.subscription_ending.clone(),
-        );
+        r.register_collector(Box::new(m.certificates.clone()));
         r.register(
             "issuer_ready_status",
             "1 for the current value of an issuer's Ready condition",
@@ -255,14 +171,6 @@ impl Metrics {
         out
     }
 
-    /// A certificate's Ready condition: 1 for `value`, 0 for the other values.
-    pub fn set_ready(&self, labels: &CertificateLabels, value: &str) {
-        for condition in CONDITION_VALUES {
-            let series = CertificateConditionLabels { certificate: labels.clone(), condition };
-            self.ready.get_or_create(&series).set(i64::from(condition == value));
-        }
-    }
-
     /// An issuer's Ready condition: 1 for `value`, 0 for the other values.
     pub fn set_issuer_ready(&self, kind: &str, namespace: &str, name: &str, value: &str) {
         for condition in CONDITION_VALUES {
@@ -274,17 +182,6 @@ impl Metrics {
             };
             self.issuer_ready.get_or_create(&series).set(i64::from(condition == value));
         }
-    }
-
-    /// Drops every series of a deleted certificate.
-    pub fn forget_certificate(&self, labels: &CertificateLabels) {
-        for condition in CONDITION_VALUES {
-            self.ready.remove(&CertificateConditionLabels { certificate: labels.clone(), condition });
-        }
-        self.expiration.remove(labels);
-        self.renewal.remove(labels);
-        self.subscription_end.remove(labels);
-        self.subscription_ending.remove(labels);
     }
 
     /// Counts a reconcile that ended in a failure.
@@ -316,39 +213,69 @@ impl Observer for BillingMetrics {
 mod tests {
     use super::*;
 
-    fn labels() -> CertificateLabels {
-        CertificateLabels::new("ns", "www", "billing", crate::crd::IssuerKind::IspIssuer)
-    }
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+    use kube::runtime::{reflector, watcher};
 
-    #[test]
-    fn a_certificates_series_share_one_copy_of_its_names() {
-        let m = Metrics::default();
-        let labels = labels();
-        m.set_ready(&labels, "True");
-        m.expiration.get_or_create(&labels).set(1_900_000_000);
-        assert_eq!(Arc::strong_count(&labels.0), 1 + 3 + 1, "three Ready series and the expiry hold the same names");
-        m.forget_certificate(&labels);
-        assert_eq!(Arc::strong_count(&labels.0), 1);
-    }
+    use crate::crd::{CertificateStatus, IspCertificate};
 
-    #[test]
-    fn ready_is_one_series_per_condition_value_and_deleted_certificates_vanish() {
-        let m = Metrics::default();
-        m.set_ready(&labels(), "False");
-        m.set_ready(&labels(), "True");
-        m.expiration.get_or_create(&labels()).set(1_900_000_000);
-        let text = m.encode();
-        let series = |v: &str| {
-            format!(
-                "ispcert_certificate_ready_status{{namespace=\"ns\",name=\"www\",condition=\"{v}\",issuer_name=\"billing\",issuer_kind=\"IspIssuer\"}}"
-            )
+    fn certificate(name: &str, ready: Option<&str>, not_after: Option<i64>) -> IspCertificate {
+        let mut cert: IspCertificate = serde_json::from_value(serde_json::json!({
+            "apiVersion": "ispcert.dev/v1alpha1", "kind": "IspCertificate",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"issuerRef": {"name": "billing"}, "product": "alphassl", "commonName": "a.example.com", "secretName": "s"},
+        }))
+        .unwrap();
+        let condition = |status: &str| Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: "Issued".into(),
+            message: String::new(),
+            last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+            observed_generation: None,
         };
-        assert!(text.contains(&format!("{} 1", series("True"))), "{text}");
-        assert!(text.contains(&format!("{} 0", series("False"))), "{text}");
-        assert!(text.contains(&format!("{} 0", series("Unknown"))), "{text}");
-        m.forget_certificate(&labels());
+        cert.status = ready.map(|r| CertificateStatus {
+            conditions: vec![condition(r)],
+            not_after: not_after.map(|s| Time(jiff::Timestamp::from_second(s).unwrap())),
+            ..Default::default()
+        });
+        cert
+    }
+
+    fn series(name: &str, condition: &str) -> String {
+        format!(
+            "ispcert_certificate_ready_status{{namespace=\"ns\",name=\"{name}\",condition=\"{condition}\",issuer_name=\"billing\",issuer_kind=\"IspIssuer\"}}"
+        )
+    }
+
+    #[test]
+    fn certificate_series_are_read_from_the_cache_and_go_with_the_object_or_the_cache() {
+        let m = Metrics::default();
+        let (cache, mut writer) = reflector::store::<IspCertificate>();
+        let scraped = m.certificates.scrape(cache);
+        let (www, new) = (certificate("www", Some("True"), Some(1_900_000_000)), certificate("new", None, None));
+        writer.apply_watcher_event(&watcher::Event::Apply(www.clone()));
+        writer.apply_watcher_event(&watcher::Event::Apply(new));
         let text = m.encode();
-        assert!(!text.contains("name=\"www\""), "{text}");
+        assert!(text.contains(&format!("{} 1", series("www", "True"))), "{text}");
+        assert!(text.contains(&format!("{} 0", series("www", "False"))), "{text}");
+        assert!(text.contains(&format!("{} 0", series("www", "Unknown"))), "{text}");
+        assert!(text.contains(&format!("{} 1", series("new", "Unknown"))), "no condition yet: {text}");
+        let expiry = "ispcert_certificate_expiration_timestamp_seconds{namespace=\"ns\",name=\"www\",issuer_name=\"billing\",issuer_kind=\"IspIssuer\"} 1900000000";
+        assert!(text.contains(expiry), "{text}");
+        assert!(
+            !text.contains("expiration_timestamp_seconds{namespace=\"ns\",name=\"new\""),
+            "no notAfter, no series: {text}"
+        );
+
+        writer.apply_watcher_event(&watcher::Event::Apply(certificate("www", Some("False"), Some(1_900_000_000))));
+        assert!(m.encode().contains(&format!("{} 1", series("www", "False"))), "a status change shows at once");
+        writer.apply_watcher_event(&watcher::Event::Delete(www));
+        let text = m.encode();
+        assert!(!text.contains("name=\"www\""), "a deleted certificate's series go: {text}");
+        drop(scraped);
+        let text = m.encode();
+        assert!(!text.contains("name=\"new\""), "a stopped controller's cache is no longer read: {text}");
+        assert!(text.contains("# TYPE ispcert_certificate_ready_status gauge"), "the families stay declared: {text}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod reasons;
 pub mod renewal;
 pub mod secrets;
+pub mod series;
 pub mod settings;
 pub mod status;
 pub mod unreadable;
@@ -313,6 +314,8 @@ fn certificate_task(
     .touched_objects();
     let namespaced_map = by_issuer(cert_store.clone(), IssuerKind::IspIssuer);
     let cluster_map = by_issuer(cert_store.clone(), IssuerKind::ClusterIspIssuer);
+    // Reported by /metrics while this controller runs.
+    let scraped = shared.metrics.certificates.scrape(cert_store.clone());
     let ctx = Arc::new(Context {
         shared: shared.clone(),
         certificates: cert_store.clone(),
@@ -342,6 +345,7 @@ fn certificate_task(
             }
             future::ready(())
         })
+        .map(move |()| drop(scraped))
         .boxed()
 }
 

@@ -92,7 +92,6 @@ pub async fn on_delete(cert: &IspCertificate, ctx: &Context) -> Result<Action, E
     let shared = &ctx.shared;
     let ns = cert.namespace().unwrap_or_default();
     let name = cert.name_any();
-    shared.metrics.forget_certificate(&crate::controller::metrics::CertificateLabels::of(cert));
     if !has_finalizer(cert) {
         return Ok(Action::await_change());
     }

@@ -6,7 +6,8 @@
 //! `decide`, `secrets` and their own pure helpers, and return [`Flow::Go`] to continue or
 //! [`Flow::Stop`] with what they decided; what they learn about the status goes to the [`Ledger`]
 //! as [`Change`]s. [`settle`] (pure) turns the stop into the new status, the events and the
-//! requeue; `finish` writes the status (only what changed), publishes the events and the metrics.
+//! requeue; `finish` writes the status (only what changed) and publishes the events. The
+//! certificate's metric series are read from the cache at each scrape (`controller::series`).
 
 mod admit;
 mod cleanup;
@@ -42,7 +43,7 @@ pub use serving::RENEW_ANNOTATION;
 pub use settle::{Inputs, Note, Settled, settle};
 
 use super::context::{Context, Error};
-use super::metrics::{CertificateLabels, ControllerLabels};
+use super::metrics::ControllerLabels;
 use crate::crd::IspCertificate;
 
 /// The finalizer that guards billing clean-up; present only with `deletionPolicy: Delete`.
@@ -120,8 +121,8 @@ async fn drive(run: &Run<'_>, ledger: &mut Ledger) -> Result<Flow<()>, Error> {
     follow::converge(run, ledger, &plan, &issuer, &material, &order_id, output).await
 }
 
-/// Acts on what the run decided: one status patch with only the changes, the events, the
-/// metrics and the requeue.
+/// Acts on what the run decided: one status patch with only the changes, the events and the
+/// requeue.
 async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Error> {
     let shared = &run.ctx.shared;
     let backoff_key = format!("certificate/{}", run.uid);
@@ -167,7 +168,6 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
     for note in &settled.events {
         shared.event(run.cert, note.type_, note.reason, "Reconcile", note.text.clone()).await;
     }
-    publish_metrics(run, &settled);
     if stop.failure {
         shared.metrics.error("certificate", stop.reason);
         info!(reason = stop.reason, message = %stop.message, "not ready");
@@ -178,32 +178,6 @@ async fn finish(run: &Run<'_>, ledger: Ledger, stop: Stop) -> Result<Action, Err
         Some(d) => Action::requeue(d),
         None => Action::await_change(),
     })
-}
-
-fn publish_metrics(run: &Run<'_>, settled: &Settled) {
-    let metrics = &run.ctx.shared.metrics;
-    let labels = CertificateLabels::of(run.cert);
-    metrics.set_ready(&labels, if settled.ready { "True" } else { "False" });
-    let status = &settled.status;
-    for (family, time) in [
-        (&metrics.expiration, &status.not_after),
-        (&metrics.renewal, &status.renewal_time),
-        (&metrics.subscription_end, &status.subscription_end),
-    ] {
-        match time {
-            Some(t) => {
-                family.get_or_create(&labels).set(t.0.as_second());
-            }
-            // No renewal planned (the subscription ends first): no stale series.
-            None => {
-                family.remove(&labels);
-            }
-        }
-    }
-    if status.subscription_end.is_some() {
-        let ending = super::conditions::is_true(&status.conditions, super::reasons::SUBSCRIPTION_ENDING);
-        metrics.subscription_ending.get_or_create(&labels).set(i64::from(ending));
-    }
 }
 
 /// Requeue after errors the reconcile did not handle itself.
