@@ -185,7 +185,7 @@ pub fn plan(spec: &IspCertificateSpec, issuer: &IssuerSpec) -> Result<Plan, Vec<
         tech: contact(&tech),
         adopt: spec.order_id.clone(),
         secret_name: spec.secret_name.clone(),
-        secret_template: spec.secret_template.clone().unwrap_or_default(),
+        secret_template: spec.secret_template.as_deref().cloned().unwrap_or_default(),
         deletion_policy: spec.deletion_policy,
         renew_before,
         subscription_renewal: spec.subscription_renewal.or(issuer.subscription_renewal).unwrap_or_default(),

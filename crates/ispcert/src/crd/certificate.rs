@@ -124,7 +124,7 @@ pub struct IspCertificateSpec {
 
     /// Labels and annotations copied onto the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_template: Option<SecretTemplate>,
+    pub secret_template: Option<Box<SecretTemplate>>,
 
     /// How long before the certificate expires it is renewed (a free reissue), as a duration such
     /// as `720h` or `360h30m`. A value of the whole lifetime or more means the default: two
@@ -402,10 +402,10 @@ pub struct CertificateStatus {
     pub order_state: Option<String>,
     /// Set while an order is being placed (see the operator's README on crash safety).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub order_attempt: Option<OrderAttempt>,
+    pub order_attempt: Option<Box<OrderAttempt>>,
     /// Set while a subscription renewal (`service.prolong`) is being made and confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prolong: Option<ProlongState>,
+    pub prolong: Option<Box<ProlongState>>,
     /// When the operator last prolonged the subscription (it counts against the order budget).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prolonged_at: Option<Time>,
@@ -417,7 +417,7 @@ pub struct CertificateStatus {
     pub replaced_order: Option<String>,
     /// Set while a free reissue is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reissue: Option<ReissueState>,
+    pub reissue: Option<Box<ReissueState>>,
     /// Start of validity of the stored certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<Time>,

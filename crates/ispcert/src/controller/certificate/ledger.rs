@@ -93,7 +93,7 @@ pub fn apply(status: &mut CertificateStatus, change: Change) {
         Change::AttemptAbandoned => status.order_attempt = None,
         Change::OrderState(state) => status.order_state = Some(state),
         Change::SubscriptionEnd(t) => status.subscription_end = Some(Time(t)),
-        Change::ReissueRequested(reissue) => status.reissue = Some(reissue),
+        Change::ReissueRequested(reissue) => status.reissue = Some(Box::new(reissue)),
         Change::ReissueFailed => {
             if let Some(reissue) = status.reissue.as_mut() {
                 reissue.failed = Some(true);
@@ -211,7 +211,7 @@ impl Ledger {
     ) -> Result<Intent, Error> {
         let base = fresh.status.clone().unwrap_or_default();
         let mut with_intent = base.clone();
-        with_intent.order_attempt = Some(attempt);
+        with_intent.order_attempt = Some(Box::new(attempt));
         // The attempt is on the account recorded by this run: others read it from here.
         with_intent.account = self.status.account.clone().or(base.account.clone());
         // What an earlier run said (Stalled by a missing issuer, say) no longer holds from here.
@@ -241,7 +241,7 @@ impl Ledger {
     ) -> Result<Intent, Error> {
         let base = fresh.status.clone().unwrap_or_default();
         let mut with_intent = base.clone();
-        with_intent.prolong = Some(prolong);
+        with_intent.prolong = Some(Box::new(prolong));
         // The end this run read from the list is what the intent replaces.
         with_intent.subscription_end = self.status.subscription_end.clone().or(base.subscription_end.clone());
         self.write_on(run, fresh, &base, with_intent, "prolongation").await
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn each_change_touches_only_its_fields() {
         let t = at("2026-12-01T12:00:00Z");
-        let base = CertificateStatus { order_attempt: Some(attempt()), ..Default::default() };
+        let base = CertificateStatus { order_attempt: Some(Box::new(attempt())), ..Default::default() };
         let cases: Vec<(Change, CertificateStatus)> = vec![
             (
                 Change::Ordered { id: "42".into(), at: t, account: "A".into() },
@@ -319,7 +319,11 @@ mod tests {
             (
                 Change::AttemptMissed { misses: 2, at: t },
                 CertificateStatus {
-                    order_attempt: Some(OrderAttempt { misses: Some(2), checked_at: Some(Time(t)), ..attempt() }),
+                    order_attempt: Some(Box::new(OrderAttempt {
+                        misses: Some(2),
+                        checked_at: Some(Time(t)),
+                        ..attempt()
+                    })),
                     ..Default::default()
                 },
             ),
@@ -327,7 +331,7 @@ mod tests {
             (
                 Change::AttemptOutcomeUnknown,
                 CertificateStatus {
-                    order_attempt: Some(OrderAttempt { outcome_unknown: Some(true), ..attempt() }),
+                    order_attempt: Some(Box::new(OrderAttempt { outcome_unknown: Some(true), ..attempt() })),
                     ..Default::default()
                 },
             ),
@@ -366,7 +370,7 @@ mod tests {
             [(None, "active/issued"), (Some("processing"), "active/issued"), (Some("active"), "active")]
         {
             let mut s = CertificateStatus {
-                reissue: Some(reissue.clone()),
+                reissue: Some(Box::new(reissue.clone())),
                 order_state: state.map(String::from),
                 ..Default::default()
             };
@@ -378,6 +382,6 @@ mod tests {
         }
         let mut s = CertificateStatus::default();
         apply(&mut s, Change::ReissueRequested(reissue.clone()));
-        assert_eq!(s.reissue, Some(reissue));
+        assert_eq!(s.reissue.as_deref(), Some(&reissue));
     }
 }

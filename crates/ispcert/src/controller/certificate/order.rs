@@ -441,7 +441,7 @@ mod tests {
         };
         let on = |account: Option<&str>| CertificateStatus { account: account.map(String::from), ..Default::default() };
         let ordered = |account: Option<&str>| CertificateStatus { order_id: Some("7".into()), ..on(account) };
-        let trying = CertificateStatus { order_attempt: Some(attempt), ..on(Some("A")) };
+        let trying = CertificateStatus { order_attempt: Some(Box::new(attempt)), ..on(Some("A")) };
         let cases = [
             (on(None), Some("B")),
             (on(Some("A")), Some("B")),

@@ -40,7 +40,7 @@ pub enum Step {
 /// The next step, from the policy, the status and the subscription as last read.
 pub fn step(policy: SubscriptionRenewal, status: &CertificateStatus, warning: SignedDuration, now: Timestamp) -> Step {
     if let Some(p) = &status.prolong {
-        return Step::Confirm(p.clone());
+        return Step::Confirm((**p).clone());
     }
     if policy != SubscriptionRenewal::Automatic {
         return Step::None;
@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(step(manual, &with_end(20), warning, now), Step::None, "Manual buys nothing");
         assert_eq!(step(auto, &CertificateStatus::default(), warning, now), Step::None, "end unknown");
         let intent = ProlongState { requested_at: Time(now), previous_end: Time(days(20)), outcome_unknown: None };
-        let pending = CertificateStatus { prolong: Some(intent.clone()), ..with_end(20) };
+        let pending = CertificateStatus { prolong: Some(Box::new(intent.clone())), ..with_end(20) };
         assert_eq!(step(auto, &pending, warning, now), Step::Confirm(intent.clone()), "never a second call");
         assert_eq!(
             step(manual, &pending, warning, now),
