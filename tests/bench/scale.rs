@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed unwrap is a failed run
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -305,6 +306,9 @@ impl Bench {
             .env("ISPCERT_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
+            // A group of its own, signalled as one: a wrapper (heaptrack's script) does not pass
+            // signals on, and its operator outlived the benchmark, beside the restarted one.
+            .process_group(0)
             .spawn()
             .map(Operator)
             .expect("the operator starts")
@@ -345,12 +349,36 @@ impl Bench {
     }
 }
 
-/// The operator process, killed if the benchmark fails on the way.
+/// The operator process (with a wrapper, the wrapper's process group), killed if the benchmark
+/// fails on the way.
 struct Operator(Child);
+
+impl Operator {
+    /// Sends `signal` to the process and everything it started.
+    fn signal(&self, signal: nix::sys::signal::Signal) {
+        let group = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::killpg(group, signal);
+    }
+
+    /// Stops the process gracefully and waits until its whole group is gone.
+    fn stop(mut self) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.0.wait().unwrap();
+        let group = nix::unistd::Pid::from_raw(-(self.0.id() as i32));
+        // The wrapper may exit before what it runs: wait for the rest of the group.
+        for _ in 0..600 {
+            if nix::sys::signal::kill(group, None).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the operator's processes outlived SIGTERM by a minute");
+    }
+}
 
 impl Drop for Operator {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        self.signal(nix::sys::signal::Signal::SIGKILL);
         let _ = self.0.wait();
     }
 }
@@ -484,7 +512,7 @@ async fn measure(args: &Args) -> Figures {
 
     eprintln!("scale: operator started");
     let started = Instant::now();
-    let mut operator = bench.operator(0);
+    let operator = bench.operator(0);
     let pid = operator.0.id();
     all_ready(&bench.client, n).await;
     let mut f = Figures { n, ready_seconds: started.elapsed().as_secs_f64(), ..Figures::default() };
@@ -512,8 +540,7 @@ async fn measure(args: &Args) -> Figures {
     f.steady_rss_kib = status_kib(pid, "VmRSS");
 
     eprintln!("scale: restart with every certificate Ready");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
-    operator.0.wait().unwrap();
+    operator.stop();
     let restarted = Instant::now();
     let operator = bench.operator(1);
     let quiet_from = bench.until_idle().await;
