@@ -119,22 +119,27 @@ pub struct Context {
     pub secrets: Arc<SecretsSeen>,
 }
 
-/// A Secret a certificate names: (namespace, secretName).
-pub type SecretKey = (String, String);
+/// A Secret a certificate names: `namespace/secretName` (one shared string per certificate).
+pub type SecretKey = Arc<str>;
 /// A certificate as the Secret's owner is chosen: the oldest, then by name.
-pub type SecretClaimant = (Option<jiff::Timestamp>, String);
+pub type SecretClaimant = (Option<jiff::Timestamp>, Arc<str>);
 /// See [`Context::secrets`].
 pub type SecretsSeen = super::index::Latest<super::secrets::SecretSeen>;
 /// See [`Context::secret_names`].
 pub type SecretNames = super::index::Index<SecretKey, SecretClaimant>;
+
+/// The key of a Secret in the verified-versions map and in [`SecretNames`]: `namespace/name`.
+pub fn secret_key(ns: &str, name: &str) -> String {
+    format!("{ns}/{name}")
+}
 
 /// What a certificate contributes to [`SecretNames`].
 pub fn secret_name_entry(c: &IspCertificate) -> Option<(SecretKey, SecretClaimant)> {
     if c.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    let key = (c.namespace().unwrap_or_default(), c.spec.secret_name.clone());
-    Some((key, (c.metadata.creation_timestamp.as_ref().map(|t| t.0), c.name_any())))
+    let key = Arc::from(secret_key(&c.namespace().unwrap_or_default(), &c.spec.secret_name));
+    Some((key, (c.metadata.creation_timestamp.as_ref().map(|t| t.0), Arc::from(c.name_any()))))
 }
 
 impl Shared {
@@ -198,7 +203,7 @@ impl Context {
     /// The oldest `IspCertificate` of the namespace that names `secret_name`, which alone may
     /// write it (ties broken by name, so every reconcile agrees).
     pub fn secret_owner(&self, namespace: &str, secret_name: &str) -> Option<Arc<IspCertificate>> {
-        let (_, name) = self.secret_names.first(&(namespace.to_string(), secret_name.to_string()))?;
+        let (_, name) = self.secret_names.first(secret_key(namespace, secret_name).as_str())?;
         self.certificates.get(&ObjectRef::new(&name).within(namespace))
     }
 

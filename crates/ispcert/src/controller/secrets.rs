@@ -123,22 +123,53 @@ pub fn up_to_date(existing: &Secret, desired: &Secret) -> bool {
 }
 
 /// What the operator keeps of each Secret it labels, from a metadata-only watch: the three facts
-/// the fast path compares (every decision that needs more reads the Secret).
+/// the fast path compares (every decision that needs more reads the Secret): the certificate our
+/// label names, our serial annotation and the resourceVersion. One allocation holds all three
+/// (three strings of their own took twice the memory, for two Secrets per certificate).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretSeen {
-    /// The certificate our label names.
-    pub owner: String,
-    /// Our serial annotation.
-    pub serial: Option<String>,
-    pub resource_version: Option<String>,
+    /// The owner, then the serial, then the resourceVersion.
+    text: Box<str>,
+    /// Where the owner ends and, when there is one, where the serial ends.
+    owner_end: u32,
+    serial_end: Option<u32>,
+    has_version: bool,
 }
 
 impl SecretSeen {
+    pub fn new(owner: &str, serial: Option<&str>, resource_version: Option<&str>) -> Self {
+        let text = [Some(owner), serial, resource_version].into_iter().flatten().collect::<String>();
+        // Label values and annotations are far below 4 GiB (the API server caps objects at 1.5 MiB).
+        let owner_end = u32::try_from(owner.len()).unwrap_or(u32::MAX);
+        let serial_end = serial.map(|s| owner_end.saturating_add(u32::try_from(s.len()).unwrap_or(u32::MAX)));
+        SecretSeen { text: text.into(), owner_end, serial_end, has_version: resource_version.is_some() }
+    }
+
     /// `None` for a Secret without our label (the watch selects by it; an edit may remove it).
     pub fn of(meta: &ObjectMeta) -> Option<SecretSeen> {
-        let owner = meta.labels.as_ref()?.get(LABEL_CERTIFICATE)?.clone();
-        let serial = meta.annotations.as_ref().and_then(|a| a.get(ANN_SERIAL)).cloned();
-        Some(SecretSeen { owner, serial, resource_version: meta.resource_version.clone() })
+        let owner = meta.labels.as_ref()?.get(LABEL_CERTIFICATE)?;
+        let serial = meta.annotations.as_ref().and_then(|a| a.get(ANN_SERIAL));
+        Some(SecretSeen::new(owner, serial.map(String::as_str), meta.resource_version.as_deref()))
+    }
+
+    fn part(&self, from: u32, to: Option<u32>) -> &str {
+        let at = |i: u32| usize::try_from(i).unwrap_or(usize::MAX);
+        let to = to.map_or(self.text.len(), at);
+        self.text.get(at(from)..to).unwrap_or_default()
+    }
+
+    /// The certificate our label names.
+    pub fn owner(&self) -> &str {
+        self.part(0, Some(self.owner_end))
+    }
+
+    /// Our serial annotation.
+    pub fn serial(&self) -> Option<&str> {
+        self.serial_end.map(|end| self.part(self.owner_end, Some(end)))
+    }
+
+    pub fn resource_version(&self) -> Option<&str> {
+        self.has_version.then(|| self.part(self.serial_end.unwrap_or(self.owner_end), None))
     }
 }
 
@@ -262,10 +293,15 @@ mod tests {
             annotations: Some([(ANN_SERIAL.into(), "01".into()), (ANN_ALT_NAMES.into(), "b".into())].into()),
             ..Default::default()
         };
-        let seen = SecretSeen { owner: "www".into(), serial: Some("01".into()), resource_version: Some("7".into()) };
-        assert_eq!(SecretSeen::of(&meta), Some(seen));
+        let seen = SecretSeen::of(&meta).unwrap();
+        assert_eq!((seen.owner(), seen.serial(), seen.resource_version()), ("www", Some("01"), Some("7")));
         meta.annotations = None;
-        assert_eq!(SecretSeen::of(&meta).and_then(|s| s.serial), None);
+        let seen = SecretSeen::of(&meta).unwrap();
+        assert_eq!((seen.owner(), seen.serial(), seen.resource_version()), ("www", None, Some("7")));
+        meta.resource_version = None;
+        meta.annotations = Some([(ANN_SERIAL.into(), String::new())].into());
+        let seen = SecretSeen::of(&meta).unwrap();
+        assert_eq!((seen.owner(), seen.serial(), seen.resource_version()), ("www", Some(""), None));
         meta.labels.as_mut().unwrap().remove(LABEL_CERTIFICATE);
         assert_eq!(SecretSeen::of(&meta), None, "not ours any more");
     }

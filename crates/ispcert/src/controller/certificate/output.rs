@@ -28,10 +28,7 @@ pub fn until(t: Timestamp) -> Duration {
     crate::time::remaining_until(t).min(READY_RECHECK).max(Duration::from_secs(1))
 }
 
-/// The key of a Secret in the verified-versions map.
-pub fn secret_key(ns: &str, name: &str) -> String {
-    format!("{ns}/{name}")
-}
+pub use crate::controller::context::secret_key;
 
 /// A Ready certificate whose Secret is exactly what we last wrote or checked needs no API call.
 pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
@@ -54,9 +51,10 @@ pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
     // is the Secret's; the issuer is not even looked at.
     let secret_name = &run.cert.spec.secret_name;
     let seen = run.ctx.secrets.get(&run.ns, secret_name)?;
-    let labelled = seen.owner == run.name;
-    let same_serial = seen.serial.as_deref() == Some(serial);
-    let known_version = run.ctx.shared.verified_version(&secret_key(&run.ns, secret_name)) == seen.resource_version;
+    let labelled = seen.owner() == run.name;
+    let same_serial = seen.serial() == Some(serial);
+    let verified = run.ctx.shared.verified_version(&secret_key(&run.ns, secret_name));
+    let known_version = verified.is_some() && verified.as_deref() == seen.resource_version();
     (labelled && same_serial && known_version).then(|| {
         let c = conditions::get(&s.conditions, r::READY).map(|c| c.message.clone()).unwrap_or_default();
         Stop::ready(c, Some(until(renewal)))
