@@ -62,7 +62,7 @@ impl Env {
         capture_logs();
         let client = cp.client().await.expect("a client for the control plane");
         let ns = cp.create_namespace(prefix).await.expect("a namespace");
-        let sim = sim::start(config, "127.0.0.1:0".parse::<SocketAddr>().unwrap()).await.expect("the simulator starts");
+        let sim = sim::start(config, SocketAddr::from((sim_host(), 0))).await.expect("the simulator starts");
         let admin = sim.admin();
         let mut settings = Settings::fast();
         settings.namespaces = vec![ns.clone()];
@@ -376,6 +376,17 @@ pub fn annotation<'a>(secret: &'a Secret, key: &str) -> &'a str {
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A loopback address of its own for each test's simulator. Every simulator numbers its orders
+/// from the same first id and serves the same login, so two on one URL are one billing account
+/// to the operator (`status.account`): a later test whose simulator got a finished test's port
+/// saw that test's certificates, still in the cluster, claim its orders, and bought again where
+/// it should have stopped in doubt. Linux routes all of 127.0.0.0/8 to the loopback interface.
+fn sim_host() -> std::net::Ipv4Addr {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::net::Ipv4Addr::new(127, 1, u8::try_from(n / 250 % 250).unwrap_or(0), u8::try_from(n % 250 + 1).unwrap_or(1))
 }
 
 /// The operator's real command line as a process on the test's namespace, with a metrics port
