@@ -29,10 +29,7 @@ impl IssuerKey {
     }
 
     pub fn kind_str(&self) -> &'static str {
-        match self.kind {
-            IssuerKind::IspIssuer => "IspIssuer",
-            IssuerKind::ClusterIspIssuer => "ClusterIspIssuer",
-        }
+        self.kind.as_str()
     }
 }
 

@@ -19,7 +19,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::conditions;
 use super::reasons::{READY, SUBSCRIPTION_ENDING};
-use crate::crd::{CertificateStatus, IspCertificate, IssuerKind};
+use crate::crd::{CertificateStatus, IspCertificate};
 
 /// The values a Ready condition takes, one series each.
 pub const CONDITION_VALUES: [&str; 3] = ["True", "False", "Unknown"];
@@ -95,10 +95,7 @@ impl<'a> Labels<'a> {
             name: cert.metadata.name.as_deref().unwrap_or_default(),
             condition: None,
             issuer_name: &issuer.name,
-            issuer_kind: match issuer.kind {
-                IssuerKind::IspIssuer => "IspIssuer",
-                IssuerKind::ClusterIspIssuer => "ClusterIspIssuer",
-            },
+            issuer_kind: issuer.kind.as_str(),
         }
     }
 }

@@ -173,6 +173,16 @@ pub enum IssuerKind {
     ClusterIspIssuer,
 }
 
+impl IssuerKind {
+    /// The kind as `issuerRef.kind` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IssuerKind::IspIssuer => "IspIssuer",
+            IssuerKind::ClusterIspIssuer => "ClusterIspIssuer",
+        }
+    }
+}
+
 /// The billing's addon code for extra domains.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -12,7 +12,7 @@ use super::flow::{Flow, SECRET_IN_USE_RECHECK, Stop};
 use super::run::Run;
 use super::serving::expected_end;
 use crate::controller::conditions;
-use crate::controller::context::{Error, KubeResult};
+use crate::controller::context::{Error, KubeResult, secret_key};
 use crate::controller::plan::Plan;
 use crate::controller::reasons as r;
 use crate::controller::renewal::{Subscription, subscription};
@@ -27,8 +27,6 @@ const READY_RECHECK: Duration = Duration::from_secs(24 * 3600);
 pub fn until(t: Timestamp) -> Duration {
     crate::time::remaining_until(t).min(READY_RECHECK).max(Duration::from_secs(1))
 }
-
-pub use crate::controller::context::secret_key;
 
 /// A Ready certificate whose Secret is exactly what we last wrote or checked needs no API call.
 pub fn fast_path(run: &Run<'_>, s: &CertificateStatus) -> Option<Stop> {
